@@ -1,0 +1,94 @@
+"""Builds the adapted SAM2 network from sam2's own modules with plain constructors (no Hydra)."""
+import logging
+from dataclasses import asdict
+
+from torch import nn
+from sam2.modeling.backbones.hieradet import Hiera
+from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
+from sam2.modeling.position_encoding import PositionEmbeddingSine
+from sam2.modeling.sam.prompt_encoder import PromptEncoder
+
+from nnsam2.network.configs import AdapterCfg, SizeCfg, get_size, resolve
+from nnsam2.network.decoder import build_mask_decoder
+from nnsam2.network.deform_adapter import DeformableAdapter
+from nnsam2.network.lora import inject_lora
+from nnsam2.network.peg import EmbeddingPEG, SAM2DensePE, TokenPEG
+from nnsam2.network.rep_adapter import RepAdapter
+from nnsam2.network.sam2_net import SAM2SegNet
+from nnsam2.network.stem import InputStem
+from nnsam2.network.trunk import PEGTrunk, inject_adapters
+
+logger = logging.getLogger(__name__)
+
+DECODER_HEAD_PARAMS = ("mask_tokens", "output_hypernetworks_mlps")
+
+
+def build_image_encoder(size: SizeCfg, adapter: AdapterCfg) -> ImageEncoder:
+    hiera = Hiera(embed_dim=size.embed_dim, num_heads=size.num_heads, stages=size.stages,
+                  global_att_blocks=size.global_att_blocks, window_spec=size.window_spec,
+                  window_pos_embed_bkg_spatial_size=size.window_pos_embed_bkg_spatial_size)
+    if adapter.kind in ("hp", "lw"):
+        adapter_type = DeformableAdapter if adapter.kind == "hp" else RepAdapter
+        inject_adapters(hiera, lambda dim: adapter_type(
+            dim, bottleneck_ratio=adapter.bottleneck_ratio, scale=adapter.adapter_scale))
+    peg = TokenPEG(size.embed_dim) if adapter.pos_embed == "peg" else None
+    neck = FpnNeck(
+        position_encoding=PositionEmbeddingSine(num_pos_feats=size.d_model, normalize=True,
+                                                temperature=10000, warmup_cache=False),
+        d_model=size.d_model, backbone_channel_list=list(size.backbone_channel_list),
+        fpn_top_down_levels=[2, 3], fpn_interp_model="nearest")
+    return ImageEncoder(trunk=PEGTrunk(hiera, peg), neck=neck, scalp=1)
+
+
+def build_network(num_input_channels: int, num_classes: int, *, size: str = "tiny",
+                  adapter: AdapterCfg = AdapterCfg()) -> SAM2SegNet:
+    """The adapted SAM2, frozen where the method says so.
+
+    Args:
+        num_input_channels: channels of nnU-Net's (z-scored) input.
+        num_classes: output channels (background included), at least 2.
+        size: ``tiny``, ``small``, ``base_plus``, ``large`` or ``toy``.
+        adapter: adaptation settings (see :class:`AdapterCfg`).
+    """
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 output classes (background + 1), got {num_classes}")
+    size_cfg, adapter = get_size(size), resolve(adapter)
+    prompt_encoder = PromptEncoder(embed_dim=size_cfg.d_model, image_embedding_size=(64, 64),
+                                   input_image_size=(1024, 1024), mask_in_chans=16)
+    decoder = build_mask_decoder(num_classes, size_cfg.d_model, size_cfg.decoder_depth,
+                                 size_cfg.decoder_mlp_dim, size_cfg.decoder_heads)
+    image_pe = (EmbeddingPEG(size_cfg.d_model) if adapter.pos_embed == "peg"
+                else SAM2DensePE(prompt_encoder))
+    net = SAM2SegNet(stem=InputStem(num_input_channels), image_encoder=build_image_encoder(
+        size_cfg, adapter), sam_prompt_encoder=prompt_encoder, sam_mask_decoder=decoder,
+        image_pe=image_pe, num_classes=num_classes)
+    if adapter.kind == "lora":
+        lora_args = dict(rank=adapter.lora_rank, alpha=adapter.lora_alpha,
+                         dropout=adapter.lora_dropout)
+        inject_lora(net.image_encoder.trunk, lambda n, m: n.endswith("attn.qkv"), **lora_args)
+        inject_lora(decoder.transformer, lambda n, m: n.rsplit(".", 1)[-1] in (
+            "q_proj", "k_proj", "v_proj", "out_proj"), **lora_args)
+    set_trainable(net, adapter)
+    net.config = dict(size=size, num_input_channels=num_input_channels,
+                      num_classes=num_classes, adapter=asdict(adapter))
+    return net
+
+
+def is_trainable_name(name: str, adapter: AdapterCfg) -> bool:
+    """Which parameters train: stem, PEGs, adapters, LoRA and (part of) the mask decoder."""
+    if name.startswith("sam_prompt_encoder."):
+        return name.startswith("sam_prompt_encoder.no_mask_embed") and adapter.train_all
+    if adapter.train_all:
+        return True
+    if name.startswith(("stem.", "image_pe.")) or ".peg." in name:
+        return True
+    if ".adapter." in name or "lora_" in name:
+        return True
+    if name.startswith("sam_mask_decoder."):
+        return adapter.train_decoder == "full" or any(p in name for p in DECODER_HEAD_PARAMS)
+    return False
+
+
+def set_trainable(net: nn.Module, adapter: AdapterCfg) -> None:
+    for name, param in net.named_parameters():
+        param.requires_grad_(is_trainable_name(name, adapter))

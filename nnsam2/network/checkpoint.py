@@ -1,0 +1,120 @@
+"""Loading official SAM2 / SAM2.1 checkpoints (``{"model": state_dict}``) into SAM2SegNet."""
+import logging
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_PREFIX = "image_encoder.trunk."
+CLASS_TOKEN_KEYS = ("sam_mask_decoder.mask_tokens.weight",)
+HYPERNET_PREFIX = "sam_mask_decoder.output_hypernetworks_mlps."
+OFFICIAL_MASK_TOKENS = 4
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used for this model."""
+
+
+@dataclass
+class LoadReport:
+    path: str
+    loaded: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)
+    new: Dict[str, int] = field(default_factory=dict)  # our key -> numel, not in the checkpoint
+
+    def summary(self) -> str:
+        return (f"SAM2 checkpoint {self.path}: {len(self.loaded)} tensors loaded, "
+                f"{len(self.ignored)} checkpoint keys ignored (video-only or replaced), "
+                f"{sum(self.new.values()):,} parameters in {len(self.new)} tensors newly initialised")
+
+
+def canonical_name(key: str) -> str:
+    """Our state-dict key with the wrapper segments removed: the official SAM2 key."""
+    return ".".join(part for part in key.split(".") if part != "inner")
+
+
+def read_official_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The ``model`` state dict of an official SAM2 checkpoint, or a CheckpointError naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"SAM2 checkpoint {path!r} does not exist (expected an official "
+                              f"sam2/sam2.1 .pt file such as sam2.1_hiera_tiny.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"SAM2 checkpoint {path!r} cannot be read (truncated or not a "
+                              f"PyTorch file?): {e}") from e
+    state = ckpt.get("model") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not any(k.startswith(REQUIRED_PREFIX) for k in state):
+        raise CheckpointError(f"{path!r} is not a SAM2 checkpoint: expected a dict with a 'model' "
+                              f"state dict holding '{REQUIRED_PREFIX}*' keys")
+    return state
+
+
+def tile_class_parts(state: Dict[str, torch.Tensor], num_classes: int) -> Dict[str, torch.Tensor]:
+    """Give each class a pretrained mask token and hypernetwork MLP (class k <- official k mod 4)."""
+    out = {k: v for k, v in state.items()
+           if not (k in CLASS_TOKEN_KEYS or k.startswith(HYPERNET_PREFIX))}
+    for key in CLASS_TOKEN_KEYS:
+        if key in state:
+            src = state[key]
+            out[key] = src[torch.arange(num_classes) % src.shape[0]].clone()
+    for key, value in state.items():
+        if key.startswith(HYPERNET_PREFIX):
+            index, rest = key[len(HYPERNET_PREFIX):].split(".", 1)
+            for k in range(int(index), num_classes, OFFICIAL_MASK_TOKENS):
+                out[f"{HYPERNET_PREFIX}{k}.{rest}"] = value
+    return out
+
+
+def remap_sam2_state_dict(state: Dict[str, torch.Tensor], model: nn.Module, path: str = "<memory>"):
+    """Pure mapping of official keys onto ``model``'s keys, shapes asserted.
+
+    Returns (mapped state dict for ``load_state_dict(strict=False)``, LoadReport).
+    """
+    ours = model.state_dict()
+    by_canonical = {canonical_name(k): k for k in ours}
+    state = tile_class_parts(state, getattr(model, "num_classes", OFFICIAL_MASK_TOKENS))
+    report, mapped = LoadReport(path=path), {}
+    for key, value in state.items():
+        target = by_canonical.get(key)
+        if target is None:
+            report.ignored.append(key)
+            continue
+        if tuple(value.shape) != tuple(ours[target].shape):
+            size = getattr(model, "config", {}).get("size", "?")
+            raise CheckpointError(
+                f"SAM2 checkpoint {path!r} does not match this model (size {size!r}): {key} has "
+                f"shape {tuple(value.shape)}, expected {tuple(ours[target].shape)}. "
+                f"Is it a checkpoint of another SAM2 size?")
+        mapped[target] = value
+        report.loaded.append(key)
+    _check_frozen_parts_complete(ours, mapped, path)
+    report.new = {k: ours[k].numel() for k in ours if k not in mapped}
+    return mapped, report
+
+
+def _check_frozen_parts_complete(ours, mapped, path: str) -> None:
+    pretrained = ("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.transformer.")
+    missing = [k for k in ours if k.startswith(pretrained) and k not in mapped
+               and "lora_" not in k and ".adapter." not in k and ".peg." not in k]
+    if missing:
+        raise CheckpointError(
+            f"SAM2 checkpoint {path!r} lacks {len(missing)} tensors this model needs, e.g. "
+            f"{missing[:3]}: is it a checkpoint of another (smaller) SAM2 size?")
+
+
+def load_sam2_checkpoint(model: nn.Module, path: str) -> LoadReport:
+    """Load an official SAM2/SAM2.1 ``.pt`` into ``model`` in place and log what happened."""
+    state = read_official_state_dict(os.fspath(path))
+    mapped, report = remap_sam2_state_dict(state, model, os.fspath(path))
+    model.load_state_dict(mapped, strict=False)
+    logger.info(report.summary())
+    logger.debug("ignored checkpoint keys: %s", report.ignored)
+    logger.debug("newly initialised tensors: %s", list(report.new))
+    return report

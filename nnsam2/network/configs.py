@@ -1,0 +1,98 @@
+"""SAM2 sizes and adapter settings as small differences from the defaults.
+
+The official sizes mirror ``sam2/configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` of sam2 1.1.0;
+``toy`` is a few narrow blocks for tests and CPU demos (never pretrained).
+"""
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+ADAPTER_KINDS = ("hp", "lw", "lora", "none")
+
+
+@dataclass(frozen=True)
+class SizeCfg:
+    """Hiera trunk, FPN neck and mask decoder hyper-parameters of one SAM2 size."""
+
+    embed_dim: int = 96
+    num_heads: int = 1
+    stages: Tuple[int, ...] = (2, 3, 16, 3)
+    global_att_blocks: Tuple[int, ...] = (12, 16, 20)
+    window_spec: Tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: Tuple[int, int] = (14, 14)
+    d_model: int = 256  # FPN neck width == mask decoder transformer width
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    checkpoint_names: Tuple[str, ...] = ()
+
+    @property
+    def backbone_channel_list(self) -> Tuple[int, ...]:
+        # Hiera doubles the width at every stage; the neck lists them coarsest first.
+        return tuple(self.embed_dim * 2**i for i in reversed(range(len(self.stages))))
+
+
+def _names(stem: str) -> Tuple[str, ...]:
+    return (f"sam2.1_hiera_{stem}.pt", f"sam2_hiera_{stem}.pt")
+
+
+SIZES = {
+    "tiny": SizeCfg(stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
+                    window_pos_embed_bkg_spatial_size=(7, 7), checkpoint_names=_names("tiny")),
+    "small": SizeCfg(stages=(1, 2, 11, 2), global_att_blocks=(7, 10, 13),
+                     window_pos_embed_bkg_spatial_size=(7, 7), checkpoint_names=_names("small")),
+    "base_plus": SizeCfg(embed_dim=112, num_heads=2, checkpoint_names=_names("base_plus")),
+    "large": SizeCfg(embed_dim=144, num_heads=2, stages=(2, 6, 36, 4),
+                     global_att_blocks=(23, 33, 43), window_spec=(8, 4, 16, 8),
+                     window_pos_embed_bkg_spatial_size=(7, 7), checkpoint_names=_names("large")),
+    "toy": SizeCfg(embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
+                   window_spec=(8, 4, 4, 2), window_pos_embed_bkg_spatial_size=(4, 4),
+                   d_model=64, decoder_mlp_dim=128, decoder_heads=2),
+}
+
+
+@dataclass(frozen=True)
+class AdapterCfg:
+    """How SAM2 is adapted. ``None`` fields take the per-kind defaults of :func:`resolve`.
+
+    Args:
+        kind: ``hp`` (deformable-conv adapter), ``lw`` (re-parameterisable adapter),
+            ``lora`` or ``none`` (frozen SAM2 + trainable prompt-free decoder).
+        bottleneck_ratio: adapter hidden width as a fraction of the block width.
+        adapter_scale: fixed scale of the adapter's residual branch.
+        lora_rank / lora_alpha / lora_dropout: LoRA settings (alpha defaults to 2 x rank).
+        pos_embed: ``peg`` (convolutional PEGs) or ``sam2`` (Hiera's absolute pos-embed and the
+            prompt encoder's dense PE, i.e. unmodified SAM2).
+        train_decoder: ``full`` (whole mask decoder trains) or ``heads`` (only the class tokens and
+            their hypernetwork MLPs train; the rest stays frozen).
+        train_all: train every parameter (only sensible without pretrained weights, e.g. demos).
+    """
+
+    kind: str = "hp"
+    bottleneck_ratio: float = 0.25
+    adapter_scale: float = 0.5
+    lora_rank: int = 8
+    lora_alpha: Optional[float] = None
+    lora_dropout: float = 0.1
+    pos_embed: Optional[str] = None
+    train_decoder: Optional[str] = None
+    train_all: bool = False
+
+
+def resolve(cfg: AdapterCfg) -> AdapterCfg:
+    """Fill the per-kind defaults and validate the settings."""
+    if cfg.kind not in ADAPTER_KINDS:
+        raise ValueError(f"unknown adapter kind {cfg.kind!r}; choose one of {ADAPTER_KINDS}")
+    pos = cfg.pos_embed or ("sam2" if cfg.kind == "none" else "peg")
+    dec = cfg.train_decoder or ("heads" if cfg.kind == "lora" else "full")
+    if pos not in ("peg", "sam2"):
+        raise ValueError(f"pos_embed must be 'peg' or 'sam2', got {pos!r}")
+    if dec not in ("full", "heads"):
+        raise ValueError(f"train_decoder must be 'full' or 'heads', got {dec!r}")
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora_rank
+    return replace(cfg, pos_embed=pos, train_decoder=dec, lora_alpha=alpha)
+
+
+def get_size(name: str) -> SizeCfg:
+    if name not in SIZES:
+        raise ValueError(f"unknown SAM2 size {name!r}; choose one of {tuple(SIZES)}")
+    return SIZES[name]

@@ -1,0 +1,53 @@
+"""Convolutional Positional Encoding Generators (PEG).
+
+Reference: Chu et al., "Conditional Positional Encodings for Vision Transformers" (CPVT),
+https://arxiv.org/abs/2102.10882 ; used in place of SAM2's absolute position embedding as in
+GSAM / the dual-adapter SAM2 paper (arXiv 2605.05979), so any input size works.
+"""
+import torch
+from torch import nn
+
+
+class TokenPEG(nn.Module):
+    """Residual depthwise 3x3 convolution on a channels-last token map: ``x + dwconv(x)``.
+
+    Args:
+        dim: token width.
+        kernel_size: depthwise kernel size (odd).
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, H, W, C) -> (B, C, H, W) -> conv -> (B, H, W, C)
+        pos = self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x + pos
+
+
+class EmbeddingPEG(nn.Module):
+    """Position encoding for the mask decoder generated from the image embedding itself.
+
+    Returns ``dwconv(x)`` with the embedding's shape (B, C, h, w): the decoder's ``image_pe``.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class SAM2DensePE(nn.Module):
+    """SAM2's own decoder position encoding (the prompt encoder's random Fourier features),
+    evaluated at the embedding's size so that non-square inputs work. No parameters."""
+
+    def __init__(self, prompt_encoder: nn.Module):
+        super().__init__()
+        self._pe_layer = [prompt_encoder.pe_layer]  # a list: do not register it twice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return self._pe_layer[0]((h, w)).unsqueeze(0).to(x.dtype)  # (1, C, h, w)
