@@ -87,14 +87,15 @@ class SAM2SegNet(nn.Module):
         """Fold every LoRA update into its base weight; returns how many layers were merged."""
         return merge_lora(self)
 
-    def prepare_for_inference(self) -> None:
-        """Fuse LW adapters and merge LoRA (both no-ops when absent) and switch to eval mode."""
+    def prepare_for_inference(self) -> tuple:
+        """Eval mode, LW adapters fused and LoRA merged; returns (fused, merged) counts."""
         self.eval()
         fused, merged = self.reparameterize(), self.merge_lora()
         if fused:
             logger.info("re-parameterised %d Lightweight adapter convolutions for inference", fused)
         if merged:
             logger.info("merged %d LoRA layers into their base weights for inference", merged)
+        return fused, merged
 
     def trainable_parameter_report(self) -> dict:
         from nnsam2.network.summary import parameter_report

@@ -1,0 +1,71 @@
+"""nnsam2_plan_and_preprocess: nnU-Net fingerprint + SAM2 planner + nnU-Net preprocessing."""
+import argparse
+import os
+import shutil
+
+from nnsam2.cli.common import run_cli
+from nnsam2.network.configs import SIZES
+from nnsam2.nnunet.environment import UsageError, dataset_name, require_env
+from nnsam2.nnunet.planner import PLANS_NAME, nnSAM2Planner
+
+
+def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
+                        gpu_memory_target=8.0, configurations=("2d",), num_processes=(4,),
+                        num_processes_fingerprint=4, verify_dataset_integrity=False,
+                        clean=False, no_pp=False, plans_name=PLANS_NAME, verbose=False) -> None:
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
+    require_env("nnUNet_raw", "nnUNet_preprocessed")
+    if "__" in plans_name:
+        raise UsageError(f"plans name {plans_name!r} must not contain '__' (nnU-Net splits on it)")
+    if any(c != "2d" for c in configurations):
+        raise UsageError(f"nnsam2 plans only the '2d' configuration (3D data trains slice-wise); "
+                         f"got -c {' '.join(configurations)}")
+    ids = [int(dataset_name(d)[7:10]) for d in dataset_ids]
+    extract_fingerprints(ids, num_processes=num_processes_fingerprint,
+                         check_dataset_integrity=verify_dataset_integrity, clean=clean,
+                         verbose=verbose)
+    for d in ids:
+        nnSAM2Planner(d, gpu_memory_target, plans_name=plans_name, sam2_size=sam2_size,
+                      patch_size=patch_size).plan_experiment()
+        copy_fixed_split(dataset_name(d), overwrite=clean)
+    if not no_pp:
+        preprocess(ids, plans_name, configurations=list(configurations),
+                   num_processes=list(num_processes), verbose=verbose)
+
+
+def copy_fixed_split(name: str, overwrite: bool) -> None:
+    """A converter's splits_final.json (raw folder) is where nnU-Net looks for it (preprocessed)."""
+    src = os.path.join(os.environ["nnUNet_raw"], name, "splits_final.json")
+    dst = os.path.join(os.environ["nnUNet_preprocessed"], name, "splits_final.json")
+    if os.path.isfile(src) and (overwrite or not os.path.isfile(dst)):
+        shutil.copyfile(src, dst)
+        print(f"using the dataset's fixed split {src}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnsam2_plan_and_preprocess", description=__doc__)
+    p.add_argument("-d", nargs="+", required=True, help="dataset ids or names")
+    p.add_argument("--sam2-size", default="tiny", choices=list(SIZES),
+                   help="SAM2 size recorded in the plans (default: tiny)")
+    p.add_argument("--patch-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="explicit 2D patch size (rounded up to multiples of 32)")
+    p.add_argument("-gpu_memory_target", type=float, default=8.0,
+                   help="GPU memory (GB) the batch size is planned for (default: 8)")
+    p.add_argument("-c", nargs="+", default=["2d"], help="configurations to preprocess (only 2d)")
+    p.add_argument("-np", nargs="+", type=int, default=[4], help="processes for preprocessing")
+    p.add_argument("-npfp", type=int, default=4, help="processes for fingerprint extraction")
+    p.add_argument("-overwrite_plans_name", default=PLANS_NAME, help="plans identifier")
+    p.add_argument("--verify_dataset_integrity", action="store_true")
+    p.add_argument("--clean", action="store_true", help="redo the fingerprint and overwrite")
+    p.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv=None) -> None:
+    a = parser().parse_args(argv)
+    run_cli("nnsam2_plan_and_preprocess", lambda: plan_and_preprocess(
+        a.d, sam2_size=a.sam2_size, patch_size=a.patch_size, gpu_memory_target=a.gpu_memory_target,
+        configurations=a.c, num_processes=a.np, num_processes_fingerprint=a.npfp,
+        verify_dataset_integrity=a.verify_dataset_integrity, clean=a.clean, no_pp=a.no_pp,
+        plans_name=a.overwrite_plans_name, verbose=a.verbose))

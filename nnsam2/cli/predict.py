@@ -1,0 +1,75 @@
+"""nnsam2_predict: predict a folder of raw images (any format nnU-Net reads) with a trained model."""
+import argparse
+import os
+
+import torch
+
+from nnsam2.cli.common import run_cli
+from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
+from nnsam2.nnunet.input_check import check_input_folder
+from nnsam2.nnunet.planner import PLANS_NAME
+
+
+def model_folder_and_folds(a):
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    require_env("nnUNet_results")
+    folder = get_output_folder(dataset_name(a.d), a.tr, a.p, a.c)
+    if not os.path.isdir(folder):
+        raise UsageError(f"no trained model at {folder}: train it with nnsam2_train {a.d} {a.c} "
+                         f"FOLD -tr {a.tr} -p {a.p}")
+    folds = [f if f == "all" else int(f) for f in a.f]
+    missing = [f for f in folds if not os.path.isfile(os.path.join(folder, f"fold_{f}", a.chk))]
+    if missing:
+        raise UsageError(f"{folder}: no {a.chk} for fold(s) {missing}; pass -f with the "
+                         f"trained folds")
+    return folder, folds
+
+
+def predict(a) -> None:
+    from nnunetv2.utilities.file_path_utilities import load_json
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnsam2.nnunet.predictor import SAM2Predictor
+    use_nnsam2_trainers()
+    folder, folds = model_folder_and_folds(a)
+    plans = PlansManager(os.path.join(folder, "plans.json"))
+    dataset_json = load_json(os.path.join(folder, "dataset.json"))
+    expect_2d = plans.plans["original_median_shape_after_transp"][0] == 1
+    cases = check_input_folder(a.i, dataset_json, plans.image_reader_writer_class, expect_2d)
+    print(f"nnsam2_predict: {len(cases)} case(s) in {a.i}, folds {folds} of {folder}")
+    device = torch.device(a.device)
+    predictor = SAM2Predictor(tile_step_size=a.step_size, use_gaussian=True,
+                              use_mirroring=not a.disable_tta, perform_everything_on_device=True,
+                              device=device, verbose=a.verbose, allow_tqdm=True)
+    predictor.initialize_from_trained_model_folder(folder, folds, a.chk)
+    predictor.predict_from_files(a.i, a.o, save_probabilities=a.save_probabilities,
+                                 overwrite=not a.continue_prediction,
+                                 num_processes_preprocessing=a.npp,
+                                 num_processes_segmentation_export=a.nps)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnsam2_predict", description=__doc__)
+    p.add_argument("-i", required=True, help="input folder (CASE_XXXX.<ending> files)")
+    p.add_argument("-o", required=True, help="output folder")
+    p.add_argument("-d", required=True, help="dataset name or id")
+    p.add_argument("-c", default="2d", help="configuration (default 2d)")
+    p.add_argument("-tr", default="SAM2DualAdapterTrainer", help="trainer class name")
+    p.add_argument("-p", default=PLANS_NAME, help=f"plans identifier (default {PLANS_NAME})")
+    p.add_argument("-f", nargs="+", default=["0", "1", "2", "3", "4"], help="folds to ensemble")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint file name")
+    p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step (fraction)")
+    p.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
+    p.add_argument("--save_probabilities", action="store_true")
+    p.add_argument("--continue_prediction", action="store_true", help="skip finished cases")
+    p.add_argument("-npp", type=int, default=3, help="processes for preprocessing")
+    p.add_argument("-nps", type=int, default=3, help="processes for export")
+    p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"])
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv=None) -> None:
+    a = parser().parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        parser().error("-device cuda requested but no CUDA device is available; use -device cpu")
+    run_cli("nnsam2_predict", lambda: predict(a))

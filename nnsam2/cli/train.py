@@ -1,0 +1,84 @@
+"""nnsam2_train DATASET CONFIGURATION FOLD -tr TRAINER: nnU-Net training of the adapted SAM2."""
+import argparse
+import multiprocessing
+import os
+
+import torch
+
+from nnsam2.cli.common import run_cli
+from nnsam2.nnunet import init_policy
+from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
+from nnsam2.nnunet.planner import PLANS_NAME
+
+
+def _check_before_start(a) -> None:
+    """Fail before nnU-Net creates anything: dataset, plans, trainer, SAM2 initialisation."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.file_path_utilities import load_json
+    require_env("nnUNet_preprocessed", "nnUNet_results")
+    name = dataset_name(a.dataset)
+    plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, a.p + ".json")
+    if not os.path.isfile(plans_file):
+        raise UsageError(f"plans {plans_file} not found: run nnsam2_plan_and_preprocess -d {a.dataset}")
+    configurations = load_json(plans_file)["configurations"]
+    if a.configuration not in configurations:
+        raise UsageError(f"configuration {a.configuration!r} is not in {plans_file} "
+                         f"(available: {sorted(configurations)})")
+    try:
+        recursive_find_trainer_class_by_name(a.tr)
+    except RuntimeError as e:
+        raise UsageError(f"unknown trainer {a.tr!r}") from e
+    size = configurations[a.configuration].get("sam2", {}).get("size", "tiny")
+    if not (a.c or a.val or a.pretrained_weights):
+        init_policy.resolve_policy(size)  # raises with the fix when no checkpoint is given
+
+
+def train(a) -> None:
+    from nnunetv2.run.run_training import run_training
+    use_nnsam2_trainers()
+    if a.sam2_checkpoint:
+        if not os.path.isfile(a.sam2_checkpoint):
+            raise FileNotFoundError(f"--sam2-checkpoint {a.sam2_checkpoint} does not exist")
+        os.environ[init_policy.ENV_CHECKPOINT] = os.path.abspath(a.sam2_checkpoint)
+    for flag, env in ((a.random_init, init_policy.ENV_RANDOM_INIT),
+                      (a.train_all, init_policy.ENV_TRAIN_ALL),
+                      (bool(a.pretrained_weights), init_policy.ENV_PRETRAINED)):
+        if flag:
+            os.environ[env] = "1"
+    _check_before_start(a)
+    if a.device == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    run_training(a.dataset, a.configuration, a.fold, a.tr, a.p, a.pretrained_weights, a.num_gpus,
+                 a.npz, a.c, a.val, a.disable_checkpointing, a.val_best,
+                 device=torch.device(a.device))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnsam2_train", description=__doc__)
+    p.add_argument("dataset", help="dataset name or id")
+    p.add_argument("configuration", help="configuration (2d)")
+    p.add_argument("fold", help="fold 0-4 or 'all'")
+    p.add_argument("-tr", default="SAM2DualAdapterTrainer", help="trainer class name")
+    p.add_argument("-p", default=PLANS_NAME, help=f"plans identifier (default {PLANS_NAME})")
+    p.add_argument("--sam2-checkpoint", help="official SAM2/SAM2.1 .pt file of the planned size "
+                   f"(or set {init_policy.ENV_CHECKPOINT_DIR} to a folder of them)")
+    p.add_argument("--random-init", action="store_true",
+                   help="train without pretrained SAM2 weights, on purpose (tests, demos)")
+    p.add_argument("--train-all", action="store_true",
+                   help="train every parameter, not only adapters/PEG/decoder (random-init demos)")
+    p.add_argument("-pretrained_weights", help="nnU-Net checkpoint to start from")
+    p.add_argument("-num_gpus", type=int, default=1)
+    p.add_argument("--npz", action="store_true", help="save validation probabilities")
+    p.add_argument("--c", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--val", action="store_true", help="only run the final validation")
+    p.add_argument("--val_best", action="store_true", help="validate with checkpoint_best")
+    p.add_argument("--disable_checkpointing", action="store_true")
+    p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"])
+    return p
+
+
+def main(argv=None) -> None:
+    a = parser().parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        parser().error("-device cuda requested but no CUDA device is available; use -device cpu")
+    run_cli("nnsam2_train", lambda: train(a))

@@ -1,0 +1,157 @@
+"""nnU-Net trainers whose network is the adapted SAM2.
+
+Optimiser: AdamW (lr 1e-4, weight decay 1e-2 on matrices and kernels only) over the trainable
+parameters, nnU-Net's poly schedule; deep supervision off; bf16 autocast on CUDA (no GradScaler);
+plain fp32 on CPU; torch.compile only when ``nnUNet_compile=t``.
+"""
+import os
+from dataclasses import replace
+
+import torch
+from torch import nn
+from torch._dynamo import OptimizedModule
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnsam2.network import AdapterCfg, build_network, load_sam2_checkpoint, model_summary
+from nnsam2.network.build import set_trainable
+from nnsam2.network.configs import resolve
+from nnsam2.nnunet import init_policy
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers."""
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+class nnSAM2Trainer(nnUNetTrainer):
+    """Base trainer. Subclasses set class attributes only (one class name = one experiment)."""
+
+    adapter_kind = "hp"
+    sam2_initial_lr = 1e-4
+    sam2_weight_decay = 1e-2
+    sam2_num_epochs = None  # None: nnU-Net's 1000
+    sam2_iterations_per_epoch = None  # None: nnU-Net's 250
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False
+        self.initial_lr = self.sam2_initial_lr
+        self.weight_decay = self.sam2_weight_decay
+        self.num_epochs = self.sam2_num_epochs or self.num_epochs
+        self.num_iterations_per_epoch = self.sam2_iterations_per_epoch or self.num_iterations_per_epoch
+        self.grad_scaler = None  # bf16 autocast needs no loss scaling
+        self.weights_restored = False
+
+    @classmethod
+    def adapter_cfg(cls) -> AdapterCfg:
+        return AdapterCfg(kind=cls.adapter_kind)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True) -> nn.Module:
+        sam2 = configuration_manager.configuration.get("sam2")
+        if sam2 is None:
+            raise RuntimeError(
+                "these plans have no 'sam2' entry; plan the dataset with "
+                "nnsam2_plan_and_preprocess and train with -p nnSAM2Plans")
+        return build_network(num_input_channels, num_output_channels, size=sam2["size"],
+                             adapter=cls.adapter_cfg())
+
+    @property
+    def sam2_size(self) -> str:
+        return self.configuration_manager.configuration["sam2"]["size"]
+
+    def _do_i_compile(self) -> bool:
+        # Opt-in: Hiera-T does not compile upstream either (sam2 configs say so).
+        wanted = os.environ.get("nnUNet_compile", "f").lower() in ("true", "1", "t")
+        return wanted and super()._do_i_compile()
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        pass  # the SAM2 decoder has a single full-resolution output
+
+    def configure_optimizers(self):
+        net = unwrap(self.network)
+        if init_policy.resolve_train_all():
+            set_trainable(net, replace(resolve(self.adapter_cfg()), train_all=True))
+        params = [p for p in net.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.initial_lr)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        self.weights_restored = True
+
+    def on_train_start(self):
+        if self.device.type == "cuda":
+            torch.set_autocast_dtype("cuda", torch.bfloat16)
+        super().on_train_start()
+        self._initialise_sam2_weights()
+        self._log_network()
+
+    def _initialise_sam2_weights(self) -> None:
+        record = init_policy.load_record(self.output_folder)
+        if self.weights_restored and record is not None:
+            self.print_to_log_file(f"continuing training; {init_policy.describe(record)}")
+            return
+        policy = init_policy.resolve_policy(self.sam2_size)
+        if policy.mode == "checkpoint":
+            report = load_sam2_checkpoint(unwrap(self.network), policy.checkpoint)
+            self.print_to_log_file(report.summary())
+        if self.local_rank == 0:
+            init_policy.save_record(self.output_folder, policy)
+        self.print_to_log_file(init_policy.describe(policy))
+
+    def _log_network(self) -> None:
+        net = unwrap(self.network)
+        patch = self.configuration_manager.patch_size
+        summary = model_summary(net, (1, self.num_input_channels, *patch))
+        self.print_to_log_file(f"adapted SAM2 ({self.sam2_size}, adapter {self.adapter_kind!r}), "
+                               f"per component:\n{summary}", add_timestamp=False)
+
+
+class SAM2DualAdapterTrainer(nnSAM2Trainer):
+    """PEG + High-Performance (deformable-conv) adapter: the default."""
+    adapter_kind = "hp"
+
+
+class SAM2DualAdapterTrainer_LW(nnSAM2Trainer):
+    """PEG + Lightweight (re-parameterisable) adapter."""
+    adapter_kind = "lw"
+
+
+class SAM2VanillaTrainer(nnSAM2Trainer):
+    """Frozen SAM2 with the trainable prompt-free decoder: the baseline."""
+    adapter_kind = "none"
+
+
+class SAM2DualAdapterTrainer_CPUDemo(SAM2DualAdapterTrainer):
+    """Short, higher-LR schedule for the random-init toy demo on a CPU."""
+    sam2_initial_lr = 2e-3
+    sam2_num_epochs = 12
+    sam2_iterations_per_epoch = 40
+
+
+BASE_TRAINERS = (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW, SAM2VanillaTrainer)
+SCHEDULES = (1, 5, 10, 50, 100, 250, 500)
+
+
+def _schedule_variant(base: type, epochs: int) -> type:
+    name = f"{base.__name__}_{epochs}epochs"
+    return type(name, (base,), {"sam2_num_epochs": epochs, "__module__": __name__,
+                                "__doc__": f"{base.__name__} for {epochs} epochs."})
+
+
+_VARIANTS = {v.__name__: v for b in BASE_TRAINERS for v in
+             (_schedule_variant(b, e) for e in SCHEDULES)}
+globals().update(_VARIANTS)
+
+__all__ = ["nnSAM2Trainer", "SAM2DualAdapterTrainer_CPUDemo",
+           *(b.__name__ for b in BASE_TRAINERS), *_VARIANTS]
