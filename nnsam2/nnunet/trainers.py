@@ -13,6 +13,7 @@ from torch._dynamo import OptimizedModule
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnsam2.losses import CompositeLoss
 from nnsam2.network import AdapterCfg, build_network, load_sam2_checkpoint, model_summary
 from nnsam2.network.build import set_trainable
 from nnsam2.network.configs import resolve
@@ -36,6 +37,7 @@ class nnSAM2Trainer(nnUNetTrainer):
     sam2_weight_decay = 1e-2
     sam2_num_epochs = None  # None: nnU-Net's 1000
     sam2_iterations_per_epoch = None  # None: nnU-Net's 250
+    sam2_val_iterations_per_epoch = None  # None: nnU-Net's 50
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -45,6 +47,8 @@ class nnSAM2Trainer(nnUNetTrainer):
         self.weight_decay = self.sam2_weight_decay
         self.num_epochs = self.sam2_num_epochs or self.num_epochs
         self.num_iterations_per_epoch = self.sam2_iterations_per_epoch or self.num_iterations_per_epoch
+        self.num_val_iterations_per_epoch = (self.sam2_val_iterations_per_epoch
+                                             or self.num_val_iterations_per_epoch)
         self.grad_scaler = None  # bf16 autocast needs no loss scaling
         self.weights_restored = False
 
@@ -132,14 +136,30 @@ class SAM2VanillaTrainer(nnSAM2Trainer):
     adapter_kind = "none"
 
 
+class SAM2LoRATrainer(nnSAM2Trainer):
+    """SAM2LoRA (arXiv 2510.10288): LoRA (rank 8, alpha 16, dropout 0.1) on every Hiera block's
+    attn.qkv and the decoder transformer's attention linears; class tokens and hypernetwork MLPs
+    train; composite BCE + soft Dice + Focal Tversky loss (1:1:1, alpha 0.7, beta 0.3, gamma 0.75)."""
+    adapter_kind = "lora"
+
+    def _build_loss(self):
+        if self.label_manager.has_regions:
+            raise NotImplementedError("SAM2LoRATrainer's composite loss does not support "
+                                      "region-based training")
+        return CompositeLoss(ignore_label=self.label_manager.ignore_label,
+                             batch_dice=self.configuration_manager.batch_dice)
+
+
 class SAM2DualAdapterTrainer_CPUDemo(SAM2DualAdapterTrainer):
     """Short, higher-LR schedule for the random-init toy demo on a CPU."""
     sam2_initial_lr = 2e-3
-    sam2_num_epochs = 12
-    sam2_iterations_per_epoch = 40
+    sam2_num_epochs = 6
+    sam2_iterations_per_epoch = 30
+    sam2_val_iterations_per_epoch = 10
 
 
-BASE_TRAINERS = (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW, SAM2VanillaTrainer)
+BASE_TRAINERS = (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW, SAM2VanillaTrainer,
+                 SAM2LoRATrainer)
 SCHEDULES = (1, 5, 10, 50, 100, 250, 500)
 
 
