@@ -25,12 +25,28 @@ def _check_before_start(a) -> None:
         raise UsageError(f"configuration {a.configuration!r} is not in {plans_file} "
                          f"(available: {sorted(configurations)})")
     try:
-        recursive_find_trainer_class_by_name(a.tr)
+        trainer = recursive_find_trainer_class_by_name(a.tr)
     except RuntimeError as e:
         raise UsageError(f"unknown trainer {a.tr!r}") from e
+    from nnsam2.nnunet.trainers import nnSAM2Trainer
+    if not issubclass(trainer, nnSAM2Trainer):
+        raise UsageError(f"{a.tr} is not an nnsam2 trainer (use nnUNetv2_train for nnU-Net's own)")
     size = configurations[a.configuration].get("sam2", {}).get("size", "tiny")
     if not (a.c or a.val or a.pretrained_weights):
-        init_policy.resolve_policy(size)  # raises with the fix when no checkpoint is given
+        policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
+        if policy.mode == "checkpoint":
+            _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
+
+
+def _check_checkpoint_fits(path: str, size: str, trainer, plans_file: str) -> None:
+    """Map the checkpoint onto the planned network once, so a wrong file fails up front."""
+    from nnunetv2.utilities.file_path_utilities import load_json
+    from nnsam2.network import build_network
+    from nnsam2.network.checkpoint import read_official_state_dict, remap_sam2_state_dict
+    dataset_json = load_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))
+    net = build_network(len(dataset_json["channel_names"]), 2, size=size,
+                        adapter=trainer.adapter_cfg())
+    remap_sam2_state_dict(read_official_state_dict(path), net, path)
 
 
 def train(a) -> None:

@@ -1,0 +1,185 @@
+"""The real commands, each in a fresh process, on a generated dataset: plan + preprocess, train a
+few iterations of the toy SAM2 on CPU, continue with --c, predict raw NIfTI, evaluate; and the bad
+inputs users hit first."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dataset_conversion.demo_dataset import generate_demo_dataset
+
+SMOKE_TRAINERS = textwrap.dedent('''
+    import os
+    from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW
+
+    class _Smoke:
+        sam2_iterations_per_epoch = 2
+        sam2_val_iterations_per_epoch = 1
+        sam2_initial_lr = 1e-3
+        sam2_num_epochs = int(os.environ.get("SMOKE_EPOCHS", "1"))  # read in each fresh process
+
+    class SAM2SmokeTrainer(_Smoke, SAM2DualAdapterTrainer):
+        pass
+
+    class SAM2SmokeTrainer_LW(_Smoke, SAM2DualAdapterTrainer_LW):
+        pass
+''')
+
+
+def run(*cmd, env, ok=True):
+    proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=900)
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A planned and preprocessed demo dataset, plus a folder with small smoke trainers."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = dict(os.environ)
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / var).mkdir()
+        env[var] = str(root / var)
+    (root / "trainers").mkdir()
+    (root / "trainers" / "smoke_trainers.py").write_text(SMOKE_TRAINERS)
+    env["nnUNet_extTrainer"] = str(root / "trainers")
+    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=6, num_test=2)
+    run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "--patch-size", "64",
+        "64", "-np", "1", "-npfp", "1", env=env)
+    return root, env
+
+
+def model_folder(root, trainer):
+    return root / "nnUNet_results" / "Dataset990_Demo2D" / f"{trainer}__nnSAM2Plans__2d"
+
+
+def test_plans_are_sam2_plans(workspace):
+    root, _ = workspace
+    plans = json.loads((root / "nnUNet_preprocessed" / "Dataset990_Demo2D" /
+                        "nnSAM2Plans.json").read_text())
+    config = plans["configurations"]["2d"]
+    assert list(plans["configurations"]) == ["2d"]
+    assert config["patch_size"] == [64, 64] and config["sam2"]["size"] == "toy"
+    assert config["batch_size"] >= 2
+
+
+def test_train_continue_predict_evaluate(workspace, tmp_path):
+    root, env = workspace
+    raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
+    common = ["-tr", "SAM2SmokeTrainer", "-device", "cpu", "--random-init"]
+    run("nnsam2_train", "990", "2d", "0", *common, env=env)
+    fold = model_folder(root, "SAM2SmokeTrainer") / "fold_0"
+    assert (fold / "checkpoint_final.pth").is_file()
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "RANDOM INITIALISATION" in log and "trainable" in log
+
+    run("nnsam2_train", "990", "2d", "0", *common, "--c", env={**env, "SMOKE_EPOCHS": "2"})
+    import torch
+    ckpt = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
+    assert ckpt["current_epoch"] == 2
+    logs = sorted(fold.glob("training_log_*.txt"))
+    assert "continuing training" in logs[-1].read_text() or len(logs) == 1
+
+    pred = tmp_path / "pred"
+    out = run("nnsam2_predict", "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", "990",
+              "-tr", "SAM2SmokeTrainer", "-f", "0", "-device", "cpu", "--save_probabilities",
+              "-npp", "1", "-nps", "1", env=env)
+    cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
+    assert sorted(p.name for p in pred.glob("*.nii.gz")) == cases
+    assert (pred / cases[0].replace(".nii.gz", ".npz")).is_file()
+    ref = sitk.ReadImage(str(raw / "labelsTs" / cases[0]))
+    got = sitk.ReadImage(str(pred / cases[0]))
+    assert got.GetSize() == ref.GetSize() and got.GetSpacing() == ref.GetSpacing()
+    assert set(np.unique(sitk.GetArrayFromImage(got))) <= {0, 1, 2}
+
+    run("nnUNetv2_evaluate_simple", str(raw / "labelsTs"), str(pred), "-l", "1", "2", env=env)
+    summary = json.loads((pred / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"}
+    assert "nnsam2" not in out.stderr.lower() or "error" not in out.stderr.lower()
+
+
+def test_lw_model_is_reparameterised_and_plain_nnunet_predict_works(workspace, tmp_path):
+    root, env = workspace
+    raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
+    run("nnsam2_train", "990", "2d", "0", "-tr", "SAM2SmokeTrainer_LW", "-device", "cpu",
+        "--random-init", env=env)
+    args = ["-i", str(raw / "imagesTs"), "-d", "990", "-tr", "SAM2SmokeTrainer_LW", "-f", "0",
+            "-device", "cpu", "-npp", "1", "-nps", "1", "-p", "nnSAM2Plans", "-c", "2d",
+            "--disable_tta"]
+    ours = run("nnsam2_predict", "-o", str(tmp_path / "ours"), *args, env=env)
+    assert "re-parameterised" in ours.stdout
+    ext = os.pathsep.join([str(Path(__file__).parents[1] / "nnsam2" / "nnunet" / "ext_trainers"),
+                           env["nnUNet_extTrainer"]])
+    run("nnUNetv2_predict", "-o", str(tmp_path / "plain"), *args,
+        env={**env, "nnUNet_extTrainer": ext})
+    for case in (tmp_path / "ours").glob("*.nii.gz"):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(case)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "plain" / case.name)))
+        assert (a != b).mean() < 0.01  # fused vs unfused: equal up to float rounding at ties
+
+
+def test_bad_inputs(workspace, tmp_path):
+    root, env = workspace
+    raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
+    results = root / "nnUNet_results" / "Dataset990_Demo2D"
+
+    r = run("nnsam2_train", "999", "2d", "0", "-device", "cpu", "--random-init", env=env, ok=False)
+    assert r.returncode == 1 and "unknown dataset '999'" in r.stderr
+
+    no_raw = {k: v for k, v in env.items() if k != "nnUNet_raw"}
+    r = run("nnsam2_plan_and_preprocess", "-d", "990", env=no_raw, ok=False)
+    assert r.returncode == 1 and "nnUNet_raw is not set" in r.stderr
+
+    r = run("nnsam2_train", "990", "2d", "1", "-device", "cpu", env=env, ok=False)
+    assert r.returncode == 1 and "--random-init" in r.stderr
+    assert not (results / "SAM2DualAdapterTrainer__nnSAM2Plans__2d").exists()
+
+    wrong = tmp_path / "wrong_size.pt"
+    import torch
+    torch.save({"model": {"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(96, 3, 7, 7)}},
+               wrong)
+    r = run("nnsam2_train", "990", "2d", "1", "-device", "cpu", "--sam2-checkpoint", str(wrong),
+            env=env, ok=False)
+    assert r.returncode == 1 and "wrong_size.pt" in r.stderr and "another SAM2 size" in r.stderr
+    r = run("nnsam2_train", "990", "2d", "1", "-device", "cpu", "--sam2-checkpoint",
+            str(tmp_path / "missing.pt"), env=env, ok=False)
+    assert r.returncode == 1 and "missing.pt" in r.stderr
+    assert not (results / "SAM2DualAdapterTrainer__nnSAM2Plans__2d").exists()
+
+
+def _predict_into(folder, out, env):
+    return run("nnsam2_predict", "-i", str(folder), "-o", str(out), "-d", "990", "-tr",
+               "SAM2SmokeTrainer", "-f", "0", "-device", "cpu", env=env, ok=False)
+
+
+def test_bad_prediction_inputs_leave_no_output(workspace, tmp_path):
+    root, env = workspace
+    if not (model_folder(root, "SAM2SmokeTrainer") / "fold_0" / "checkpoint_final.pth").exists():
+        pytest.skip("needs the model of test_train_continue_predict_evaluate")
+    image = sitk.ReadImage(str(next((root / "nnUNet_raw" / "Dataset990_Demo2D" /
+                                     "imagesTs").iterdir())))
+    extra = tmp_path / "two_channels"
+    extra.mkdir()
+    sitk.WriteImage(image, str(extra / "case_0000.nii.gz"))
+    sitk.WriteImage(image, str(extra / "case_0001.nii.gz"))
+    r = _predict_into(extra, tmp_path / "out1", env)
+    assert r.returncode == 1 and "case case" in r.stderr and "1 channel" in r.stderr
+    assert not (tmp_path / "out1").exists()
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    sitk.WriteImage(sitk.Image([64, 64, 5], sitk.sitkFloat32), str(volume / "vol_0000.nii.gz"))
+    r = _predict_into(volume, tmp_path / "out2", env)
+    assert r.returncode == 1 and "vol_0000.nii.gz is a 3D image" in r.stderr
+    assert not (tmp_path / "out2").exists()
+
+    r = _predict_into(tmp_path / "does_not_exist", tmp_path / "out3", env)
+    assert r.returncode == 1 and "does not exist" in r.stderr
