@@ -32,10 +32,18 @@ def _check_before_start(a) -> None:
     if not issubclass(trainer, nnSAM2Trainer):
         raise UsageError(f"{a.tr} is not an nnsam2 trainer (use nnUNetv2_train for nnU-Net's own)")
     size = configurations[a.configuration].get("sam2", {}).get("size", "tiny")
-    if not (a.c or a.val or a.pretrained_weights):
+    if not ((a.c and _has_checkpoint(name, a)) or a.val or a.pretrained_weights):
         policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
         if policy.mode == "checkpoint":
             _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
+
+
+def _has_checkpoint(name: str, a) -> bool:
+    """Whether --c has an nnU-Net checkpoint to continue from (else it starts afresh)."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    fold = os.path.join(get_output_folder(name, a.tr, a.p, a.configuration), f"fold_{a.fold}")
+    return any(os.path.isfile(os.path.join(fold, f"checkpoint_{k}.pth"))
+               for k in ("final", "latest", "best"))
 
 
 def _check_checkpoint_fits(path: str, size: str, trainer, plans_file: str) -> None:
