@@ -1,8 +1,5 @@
 """nnsam2_plan_and_preprocess: nnU-Net fingerprint + SAM2 planner + nnU-Net preprocessing."""
 import argparse
-import os
-import shutil
-
 from nnsam2.cli.common import run_cli
 from nnsam2.network.configs import SIZES
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env
@@ -27,19 +24,9 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
     for d in ids:
         nnSAM2Planner(d, gpu_memory_target, plans_name=plans_name, sam2_size=sam2_size,
                       patch_size=patch_size).plan_experiment()
-        copy_fixed_split(dataset_name(d), overwrite=clean)
     if not no_pp:
         preprocess(ids, plans_name, configurations=list(configurations),
                    num_processes=list(num_processes), verbose=verbose)
-
-
-def copy_fixed_split(name: str, overwrite: bool) -> None:
-    """A converter's splits_final.json (raw folder) is where nnU-Net looks for it (preprocessed)."""
-    src = os.path.join(os.environ["nnUNet_raw"], name, "splits_final.json")
-    dst = os.path.join(os.environ["nnUNet_preprocessed"], name, "splits_final.json")
-    if os.path.isfile(src) and (overwrite or not os.path.isfile(dst)):
-        shutil.copyfile(src, dst)
-        print(f"using the dataset's fixed split {src}")
 
 
 def parser() -> argparse.ArgumentParser:
