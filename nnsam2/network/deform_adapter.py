@@ -7,6 +7,8 @@ import math
 
 import torch
 from torch import nn
+
+from nnsam2.network.bottleneck import BottleneckAdapter
 from torchvision.ops import deform_conv2d
 
 
@@ -39,33 +41,7 @@ class ModulatedDeformConv2d(nn.Module):
                              padding=self.kernel_size // 2, mask=mask.sigmoid())
 
 
-class DeformableAdapter(nn.Module):
-    """Linear down -> DCNv2 3x3 -> GELU -> Linear up (zero-init), scaled; on (B, H, W, C) tokens.
+class DeformableAdapter(BottleneckAdapter):
+    """High-Performance adapter: the bottleneck with a DCNv2 3x3 as spatial mixing."""
 
-    Args:
-        dim: token width of the Hiera block it follows.
-        bottleneck_ratio: hidden width as a fraction of ``dim``.
-        scale: fixed scale of the returned residual branch.
-        act_layer: activation type.
-    """
-
-    def __init__(self, dim: int, *, bottleneck_ratio: float = 0.25, scale: float = 0.5,
-                 act_layer: type = nn.GELU):
-        super().__init__()
-        hidden = max(4, int(round(dim * bottleneck_ratio)))
-        self.scale = scale
-        self.down = nn.Linear(dim, hidden)
-        self.mix = ModulatedDeformConv2d(hidden)
-        self.act = act_layer()
-        self.up = nn.Linear(hidden, dim)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # Zero up-projection: an untrained adapter leaves SAM2 unchanged.
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.down(x).permute(0, 3, 1, 2)  # (B, H, W, c) -> (B, c, H, W)
-        h = self.act(self.mix(h)).permute(0, 2, 3, 1)  # (B, c, H, W) -> (B, H, W, c)
-        return self.scale * self.up(h)
+    mix_layer = ModulatedDeformConv2d

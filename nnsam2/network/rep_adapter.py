@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnsam2.network.bottleneck import BottleneckAdapter
+
 
 def _fuse_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BatchNorm into the preceding bias-free convolution kernel."""
@@ -77,33 +79,7 @@ class RepConv3x3(nn.Module):
         return super().train(mode)
 
 
-class RepAdapter(nn.Module):
-    """Linear down -> multi-branch 3x3 (RepConv3x3) -> GELU -> Linear up (zero-init), scaled.
+class RepAdapter(BottleneckAdapter):
+    """Lightweight adapter: the bottleneck with a re-parameterisable multi-branch 3x3."""
 
-    Args:
-        dim: token width of the Hiera block it follows.
-        bottleneck_ratio: hidden width as a fraction of ``dim``.
-        scale: fixed scale of the returned residual branch.
-        act_layer: activation type.
-    """
-
-    def __init__(self, dim: int, *, bottleneck_ratio: float = 0.25, scale: float = 0.5,
-                 act_layer: type = nn.GELU):
-        super().__init__()
-        hidden = max(4, int(round(dim * bottleneck_ratio)))
-        self.scale = scale
-        self.down = nn.Linear(dim, hidden)
-        self.mix = RepConv3x3(hidden)
-        self.act = act_layer()
-        self.up = nn.Linear(hidden, dim)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # Zero up-projection: an untrained adapter leaves SAM2 unchanged.
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.down(x).permute(0, 3, 1, 2)  # (B, H, W, c) -> (B, c, H, W)
-        h = self.act(self.mix(h)).permute(0, 2, 3, 1)  # (B, c, H, W) -> (B, H, W, c)
-        return self.scale * self.up(h)
+    mix_layer = RepConv3x3
