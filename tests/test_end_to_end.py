@@ -16,7 +16,8 @@ from dataset_conversion.demo_dataset import generate_demo_dataset
 
 SMOKE_TRAINERS = textwrap.dedent('''
     import os
-    from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW
+    from nnsam2.nnunet.trainers import (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW,
+                                        SAM2LoRATrainer)
 
     class _Smoke:
         sam2_iterations_per_epoch = 2
@@ -29,6 +30,9 @@ SMOKE_TRAINERS = textwrap.dedent('''
 
     class SAM2SmokeTrainer_LW(_Smoke, SAM2DualAdapterTrainer_LW):
         pass
+
+    class SAM2SmokeTrainer_LoRA(_Smoke, SAM2LoRATrainer):
+        pass
 ''')
 
 
@@ -40,10 +44,8 @@ def run(*cmd, env, ok=True):
     return proc
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A planned and preprocessed demo dataset, plus a folder with small smoke trainers."""
-    root = tmp_path_factory.mktemp("e2e")
+def workspace_env(root: Path):
+    """nnU-Net folders under ``root`` and a folder of small smoke trainers; returns (root, env)."""
     env = dict(os.environ)
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (root / var).mkdir()
@@ -51,6 +53,13 @@ def workspace(tmp_path_factory):
     (root / "trainers").mkdir()
     (root / "trainers" / "smoke_trainers.py").write_text(SMOKE_TRAINERS)
     env["nnUNet_extTrainer"] = str(root / "trainers")
+    return root, env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A planned and preprocessed demo dataset, plus a folder with small smoke trainers."""
+    root, env = workspace_env(tmp_path_factory.mktemp("e2e"))
     generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=6, num_test=2)
     run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "--patch-size", "64",
         "64", "-np", "1", "-npfp", "1", env=env)

@@ -1,0 +1,115 @@
+"""nnsam2_benchmark on the toy size: everything is measured and written (no timing asserted)."""
+import json
+import os
+
+import pytest
+
+from nnsam2.benchmark import benchmark
+from nnsam2.benchmark.analysis import check_targets, compute_ratios
+from nnsam2.benchmark.jobs import make_jobs, resolve_settings
+from nnsam2.benchmark.nnunet_ref import unet_from_planner
+from nnsam2.benchmark.variants import SAM2_VARIANTS, sam_vit_b_available
+from nnsam2.cli.benchmark import main
+
+PATCH = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark")
+    paths = {k: str(out / f"bench.{k}") for k in ("json", "md", "png")}
+    res = benchmark(sizes=["toy"], patches=[PATCH], classes=3, warmup=0, repeats=1,
+                    threads=1, progress=False, json_path=paths["json"],
+                    markdown_path=paths["md"], plot_path=paths["png"])
+    return res, paths
+
+
+def test_every_variant_and_the_unet_are_measured(result):
+    res, _ = result
+    rows = {r["variant"]: r for r in res["rows"]}
+    assert set(SAM2_VARIANTS) | {"nnunet_unet"} <= set(rows)
+    for name, row in rows.items():
+        assert not row.get("error"), (name, row.get("error"))
+        assert row["params"] > 0 and row["gflops"] > 0
+        assert row["latency_bs1"]["n"] == 1 and row["latency_bsN"]["median_ms"] > 0
+        assert row["peak_infer_mib"] > 0 and row["isolated"]
+    for name in ("none", "hp", "lw", "lora", "nnunet_unet"):
+        assert rows[name]["train_step"]["median_ms"] > 0 and rows[name]["peak_train_mib"] > 0
+    for name in ("lw_reparam", "lora_merged"):
+        assert rows[name]["inference_only"] and rows[name]["train_step"] is None
+    assert rows["nnunet_unet"]["trainable_pct"] == 100.0
+    assert rows["lw_reparam"]["params"] < rows["lw"]["params"]  # three branches -> one conv
+    assert rows["lora"]["trainable"] < rows["lora"]["params"]
+
+
+def test_ratios_targets_and_notes(result):
+    res, _ = result
+    none_ratios = [r["vs_none"] for r in res["ratios"] if r["variant"] == "none"]
+    assert none_ratios and none_ratios[0]["gflops"] == pytest.approx(1.0)
+    assert all(r["vs_unet"]["latency_bs1"] is not None for r in res["ratios"])
+    names = {t["target"] for t in res["targets"]}
+    assert "lw_reparam / none latency, batch 1" in names
+    assert "lora_merged / lora latency, batch N" in names
+    if not sam_vit_b_available():
+        assert any("segment-anything" in n for n in res["settings"]["notes"])
+    assert res["machine"]["cpu"] and res["machine"]["versions"]["torch"]
+
+
+def test_files_are_written(result):
+    res, paths = result
+    with open(paths["json"]) as f:
+        assert len(json.load(f)["rows"]) == len(res["rows"])
+    with open(paths["md"]) as f:
+        text = f.read()
+    assert "| lw_reparam | toy | 64x64 |" in text and "nnunet_unet" in text
+    with open(paths["png"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_from_plans(tmp_path, monkeypatch):
+    folder = tmp_path / "Dataset998_Bench"
+    folder.mkdir()
+    raw_before = os.environ.get("nnUNet_raw")
+    spec = unet_from_planner((96, 128), 2, 4)  # nnU-Net's planner on a scratch dataset
+    assert os.environ.get("nnUNet_raw") == raw_before and spec.patch == (96, 128)
+    arch = dict(network_class_name=spec.class_name, arch_kwargs=spec.kwargs,
+                _kw_requires_import=list(spec.requires_import))
+    configuration = dict(data_identifier="x", preprocessor_name="DefaultPreprocessor",
+                         batch_size=5, patch_size=[96, 128], spacing=[1.0, 1.0],
+                         architecture=arch, sam2=dict(size="toy"))
+    plans = dict(dataset_name=folder.name, plans_name="nnSAM2Plans",
+                 configurations={"2d": configuration})
+    dataset = dict(channel_names={"0": "a", "1": "b"}, file_ending=".png",
+                   labels={"background": 0, "x": 1, "y": 2, "z": 3})
+    (folder / "nnSAM2Plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    settings = resolve_settings(dataset=folder.name, variants=["none", "nnunet_unet"])
+    assert (settings.patches, settings.batch_size, settings.sizes) == ([(96, 128)], 5, ["toy"])
+    assert (settings.channels, settings.classes) == (2, 4)
+    unet_job = make_jobs(settings)[0]
+    assert unet_job.variant == "nnunet_unet" and unet_job.unet.source.startswith("plans")
+
+
+def test_analysis_on_synthetic_rows():
+    def row(variant, latency, size="toy"):
+        return dict(variant=variant, size=size, patch=(64, 64), gflops=1.0, params=1,
+                    trainable=1, latency_bs1=dict(median_ms=latency),
+                    latency_bsN=dict(median_ms=latency))
+
+    rows = [row("none", 10.0), row("lw", 12.0), row("lw_reparam", 10.4),
+            row("nnunet_unet", 20.0, size=None)]
+    ratios = {r["variant"]: r for r in compute_ratios(rows)}
+    assert ratios["lw_reparam"]["vs_none"]["latency_bs1"] == pytest.approx(1.04)
+    assert ratios["lw"]["vs_unet"]["latency_bs1"] == pytest.approx(0.6)
+    status = {t["target"]: t["status"] for t in check_targets(rows)}
+    assert status["lw_reparam / none latency, batch 1"] == "PASS"
+    assert status["lw_reparam / lw latency, batch 1"] == "PASS"
+
+
+def test_cli_rejects_missing_patch_and_plans(monkeypatch):
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    with pytest.raises(ValueError, match="patch"):
+        main(["--sizes", "toy"])
+    with pytest.raises(ValueError, match="multiples of 32"):
+        main(["--patch", "60", "64", "--sizes", "toy"])
