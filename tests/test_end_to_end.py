@@ -83,19 +83,19 @@ def test_plans_are_sam2_plans(workspace):
 def test_train_continue_predict_evaluate(workspace, tmp_path):
     root, env = workspace
     raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
-    common = ["-tr", "SAM2SmokeTrainer", "-device", "cpu", "--random-init"]
-    run("nnsam2_train", "990", "2d", "0", *common, env=env)
+    common = ["-tr", "SAM2SmokeTrainer", "-device", "cpu"]
+    run("nnsam2_train", "990", "2d", "0", *common, "--random-init", "--train-all", env=env)
     fold = model_folder(root, "SAM2SmokeTrainer") / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert "RANDOM INITIALISATION" in log and "trainable" in log
+    assert "RANDOM INITIALISATION" in log and "--train-all" in log and "trainable" in log
 
     run("nnsam2_train", "990", "2d", "0", *common, "--c", env={**env, "SMOKE_EPOCHS": "2"})
     import torch
     ckpt = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert ckpt["current_epoch"] == 2
-    logs = sorted(fold.glob("training_log_*.txt"))
-    assert "continuing training" in logs[-1].read_text() or len(logs) == 1
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "continuing training; !!! RANDOM INITIALISATION" in log  # said on every start
 
     pred = tmp_path / "pred"
     out = run("nnsam2_predict", "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", "990",
