@@ -32,18 +32,31 @@ def _check_before_start(a) -> None:
     if not issubclass(trainer, nnSAM2Trainer):
         raise UsageError(f"{a.tr} is not an nnsam2 trainer (use nnUNetv2_train for nnU-Net's own)")
     size = configurations[a.configuration].get("sam2", {}).get("size", "tiny")
-    if not ((a.c and _has_checkpoint(name, a)) or a.val or a.pretrained_weights):
+    resuming = (a.c and _has_checkpoint(name, a)) or a.val
+    if resuming:
+        _restore_train_all(name, a)
+    if not (resuming or a.pretrained_weights):
         policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
         if policy.mode == "checkpoint":
             _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
 
 
+def _fold_folder(name: str, a) -> str:
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    return os.path.join(get_output_folder(name, a.tr, a.p, a.configuration), f"fold_{a.fold}")
+
+
 def _has_checkpoint(name: str, a) -> bool:
     """Whether --c has an nnU-Net checkpoint to continue from (else it starts afresh)."""
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-    fold = os.path.join(get_output_folder(name, a.tr, a.p, a.configuration), f"fold_{a.fold}")
-    return any(os.path.isfile(os.path.join(fold, f"checkpoint_{k}.pth"))
+    return any(os.path.isfile(os.path.join(_fold_folder(name, a), f"checkpoint_{k}.pth"))
                for k in ("final", "latest", "best"))
+
+
+def _restore_train_all(name: str, a) -> None:
+    """A resumed run optimises the same parameters as the run it continues."""
+    record = init_policy.load_record(_fold_folder(name, a))
+    if record is not None and record.train_all:
+        os.environ[init_policy.ENV_TRAIN_ALL] = "1"
 
 
 def _check_checkpoint_fits(path: str, size: str, trainer, plans_file: str) -> None:
