@@ -47,9 +47,12 @@ def test_ratios_targets_and_notes(result):
     none_ratios = [r["vs_none"] for r in res["ratios"] if r["variant"] == "none"]
     assert none_ratios and none_ratios[0]["gflops"] == pytest.approx(1.0)
     assert all(r["vs_unet"]["latency_bs1"] is not None for r in res["ratios"])
-    names = {t["target"] for t in res["targets"]}
-    assert "lw_reparam / none latency, batch 1" in names
-    assert "lora_merged / lora latency, batch N" in names
+    pairs = {(p["variant"], p["reference"]): p for p in res["paired"]}
+    assert set(pairs) == {("lw_reparam", "lw"), ("lw_reparam", "none"), ("lora_merged", "lora")}
+    assert all(p["bs1"]["median"] > 0 and p["bsN"]["n"] >= 2 for p in pairs.values())
+    targets = {t["target"]: t for t in res["targets"]}
+    assert targets["lw_reparam / none latency, batch 1"]["paired"] is not None
+    assert targets["lora_merged / lora latency, batch N"]["status"] in ("PASS", "MISS")
     if not sam_vit_b_available():
         assert any("segment-anything" in n for n in res["settings"]["notes"])
     assert res["machine"]["cpu"] and res["machine"]["versions"]["torch"]
@@ -107,9 +110,10 @@ def test_analysis_on_synthetic_rows():
     assert status["lw_reparam / lw latency, batch 1"] == "PASS"
 
 
-def test_cli_rejects_missing_patch_and_plans(monkeypatch):
-    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
-    with pytest.raises(ValueError, match="patch"):
+def test_cli_rejects_missing_patch_and_bad_patch(capsys):
+    with pytest.raises(SystemExit):
         main(["--sizes", "toy"])
-    with pytest.raises(ValueError, match="multiples of 32"):
+    assert "--patch H W" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         main(["--patch", "60", "64", "--sizes", "toy"])
+    assert "multiples of 32" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""The models being compared, each built from scratch (random init: only costs are measured).
+
+SAM2 variants (per size and patch):
+
+* ``none``: frozen SAM2 (absolute pos-embed, as in SAM2) + trainable prompt-free decoder;
+* ``none_peg``: the same with PEGs instead (not in the default set; isolates the PEG cost);
+* ``hp`` / ``lw`` / ``lora``: the adapted networks in their training-time form;
+* ``lw_reparam``: ``lw`` after ``net.reparameterize()`` (inference-only form);
+* ``lora_merged``: ``lora`` after ``net.merge_lora()`` (inference-only form).
+
+References: ``nnunet_unet`` (nnU-Net's default 2D U-Net, all parameters trainable) and
+``sam_vit_b`` (segment-anything ViT-B image encoder + mask decoder at 1024x1024, prompt-free,
+encoder and decoder trainable as in full fine-tuning), the "heavyweight SAM adaptation".
+"""
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnsam2.network import AdapterCfg, build_network
+
+logger = logging.getLogger(__name__)
+
+SAM2_VARIANTS = ("none", "hp", "lw", "lw_reparam", "lora", "lora_merged")
+OPTIONAL_SAM2_VARIANTS = ("none_peg",)
+REFERENCE_VARIANTS = ("nnunet_unet", "sam_vit_b")
+ALL_VARIANTS = SAM2_VARIANTS + OPTIONAL_SAM2_VARIANTS + REFERENCE_VARIANTS
+INFERENCE_ONLY = ("lw_reparam", "lora_merged")
+# The training-time form each inference-only form comes from.
+TRAINING_FORM = {"lw_reparam": "lw", "lora_merged": "lora"}
+SAM_VIT_B_PATCH = (1024, 1024)
+
+
+def sam_vit_b_available() -> bool:
+    """Whether the ``segment-anything`` package (the original SAM) is importable."""
+    return importlib.util.find_spec("segment_anything") is not None
+
+
+@dataclass(frozen=True)
+class Built:
+    """A model ready to measure and what the benchmark needs to know about it."""
+
+    model: nn.Module
+    inference_only: bool
+    note: str = ""
+
+
+def build_sam2_variant(name: str, size: str, channels: int, classes: int) -> Built:
+    """One of :data:`SAM2_VARIANTS` (or ``none_peg``)."""
+    kind = TRAINING_FORM.get(name, name)
+    adapter = AdapterCfg(kind="none", pos_embed="peg") if kind == "none_peg" else AdapterCfg(kind)
+    net = build_network(channels, classes, size=size, adapter=adapter)
+    if name == "lw_reparam":
+        net.eval()
+        fused = net.reparameterize()
+        return Built(net, True, f"{fused} adapter convolutions fused")
+    if name == "lora_merged":
+        net.eval()
+        merged = net.merge_lora()
+        return Built(net, True, f"{merged} LoRA layers merged")
+    pos = net.config["adapter"]["pos_embed"]
+    return Built(net, False, f"pos-embed: {'PEG' if pos == 'peg' else 'SAM2 absolute'}")
+
+
+class SAMViTBReference(nn.Module):
+    """segment-anything ViT-B image encoder + prompt-free mask decoder: (B, 3, 1024, 1024) ->
+    (B, 1, 1024, 1024) logits (B = 1: SAM's decoder pairs one prompt set with one image)."""
+
+    def __init__(self, sam: nn.Module):
+        super().__init__()
+        self.image_encoder = sam.image_encoder
+        self.prompt_encoder = sam.prompt_encoder
+        self.mask_decoder = sam.mask_decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedding = self.image_encoder(x)  # (B, 256, 64, 64)
+        sparse, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+        low_res, _ = self.mask_decoder(image_embeddings=embedding,
+                                       image_pe=self.prompt_encoder.get_dense_pe(),
+                                       sparse_prompt_embeddings=sparse,
+                                       dense_prompt_embeddings=dense, multimask_output=False)
+        return F.interpolate(low_res, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_sam_vit_b() -> Built:
+    from segment_anything import sam_model_registry
+
+    model = SAMViTBReference(sam_model_registry["vit_b"](checkpoint=None))
+    model.prompt_encoder.requires_grad_(False)
+    return Built(model, False, "segment-anything ViT-B, 1024x1024, batch 1, "
+                               "encoder + decoder trainable")
+
+
+def input_shape(name: str, channels: int, patch: Tuple[int, int]) -> Tuple[int, int, int]:
+    """(C, H, W) a variant runs at."""
+    return (3, *SAM_VIT_B_PATCH) if name == "sam_vit_b" else (channels, *patch)
