@@ -10,6 +10,7 @@ from sam2.modeling.sam.prompt_encoder import PromptEncoder
 
 from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.lora import merge_lora
+from nnsam2.network.summary import parameter_report
 
 logger = logging.getLogger(__name__)
 
@@ -98,5 +99,4 @@ class SAM2SegNet(nn.Module):
         return fused, merged
 
     def trainable_parameter_report(self) -> dict:
-        from nnsam2.network.summary import parameter_report
         return parameter_report(self)

@@ -17,7 +17,7 @@ def require_env(*names: str) -> None:
             raise UsageError(
                 f"environment variable {name} is not set. nnsam2 uses nnU-Net's folders: "
                 f"export {name}=/path/to/{name} (see nnU-Net's documentation/setting_up_paths.md)")
-        if name != "nnUNet_results" and name != "nnUNet_preprocessed" and not os.path.isdir(value):
+        if name == "nnUNet_raw" and not os.path.isdir(value):  # the others may be created
             raise UsageError(f"{name}={value} is not a folder")
 
 

@@ -31,6 +31,10 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "t", "yes")
 
 
+def resolve_train_all() -> bool:
+    return _flag(ENV_TRAIN_ALL)
+
+
 def checkpoint_for_size(size: str) -> Optional[str]:
     """An official checkpoint for ``size`` from ``nnSAM2_checkpoint`` or ``nnSAM2_checkpoint_dir``."""
     if os.environ.get(ENV_CHECKPOINT):
@@ -48,7 +52,7 @@ def checkpoint_for_size(size: str) -> Optional[str]:
 
 def resolve_policy(size: str) -> InitPolicy:
     """The policy for a fresh training, or MissingCheckpointError with what to do."""
-    train_all = _flag(ENV_TRAIN_ALL)
+    train_all = resolve_train_all()
     if _flag(ENV_PRETRAINED):
         return InitPolicy("nnunet_pretrained", train_all=train_all)
     path = checkpoint_for_size(size)
@@ -87,7 +91,3 @@ def describe(policy: InitPolicy) -> str:
     if policy.train_all:
         text += " | every parameter of the network trains (--train-all), not only the adapters"
     return text
-
-
-def resolve_train_all() -> bool:
-    return _flag(ENV_TRAIN_ALL)
