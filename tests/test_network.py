@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from nnsam2.network import SIZES, AdapterCfg, build_network
 from nnsam2.network.checkpoint import canonical_name
 from nnsam2.network.lora import LoRALinear
-from nnsam2.network.rep_adapter import RepConv3x3
+from nnsam2.network.rep_adapter import RepAdapter, RepConv3x3
 from nnsam2.network.summary import flops_by_component, model_summary, parameter_report
 
 KINDS = ("hp", "lw", "lora", "none")
@@ -112,6 +112,35 @@ def test_lw_reparameterisation_is_exact_and_final():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     with pytest.raises(RuntimeError, match="re-parameterised"):
         net.train()
+
+
+def test_lw_fused_adapter_matches_its_training_form():
+    adapter = RepAdapter(32, bottleneck_ratio=0.25).eval()
+    torch.nn.init.normal_(adapter.up.weight)
+    torch.nn.init.normal_(adapter.up.bias)
+    x = torch.randn(2, 8, 6, 32)
+    with torch.no_grad():
+        branch, residual = adapter(x), adapter.add_to(x)
+        adapter.reparameterize()
+        assert adapter.is_fused and not hasattr(adapter, "up")
+        assert torch.allclose(adapter(x), branch, atol=1e-5)
+        assert torch.allclose(adapter.add_to(x), residual, atol=1e-5)
+    assert torch.allclose(residual, x + branch)
+    with pytest.raises(RuntimeError, match="re-parameterised"):
+        adapter.train()
+
+
+@pytest.mark.parametrize("kind, ratio, divisor", [("hp", None, 4), ("lw", None, 8), ("lw", 0.25, 4)])
+def test_adapter_bottleneck_defaults_per_kind(kind, ratio, divisor):
+    net = build_network(1, 2, size="toy", adapter=AdapterCfg(kind, bottleneck_ratio=ratio))
+    last = net.image_encoder.trunk.inner.blocks[-1].adapter
+    assert last.down.out_features == last.down.in_features // divisor
+    assert net.config["adapter"]["bottleneck_ratio"] == (ratio or {"hp": 0.25, "lw": 0.125}[kind])
+
+
+def test_bad_bottleneck_ratio_is_refused():
+    with pytest.raises(ValueError, match="bottleneck_ratio"):
+        build_network(1, 2, size="toy", adapter=AdapterCfg("lw", bottleneck_ratio=2.0))
 
 
 def test_lora_merge_is_exact():

@@ -33,7 +33,14 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) tokens -> (B, H, W, c) activations before the up-projection."""
         h = self.down(x).permute(0, 3, 1, 2)  # (B, H, W, c) -> (B, c, H, W)
-        h = self.act(self.mix(h)).permute(0, 2, 3, 1)  # (B, c, H, W) -> (B, H, W, c)
-        return self.scale * self.up(h)
+        return self.act(self.mix(h)).permute(0, 2, 3, 1)  # (B, c, H, W) -> (B, H, W, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.up(self.hidden(x))
+
+    def add_to(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual output ``x + self(x)`` (subclasses may compute it in fewer passes)."""
+        return x + self(x)

@@ -80,6 +80,52 @@ class RepConv3x3(nn.Module):
 
 
 class RepAdapter(BottleneckAdapter):
-    """Lightweight adapter: the bottleneck with a re-parameterisable multi-branch 3x3."""
+    """Lightweight adapter: the bottleneck with a re-parameterisable multi-branch 3x3.
+
+    ``reparameterize()`` fuses the 3x3 branches and also folds the scale, the up-projection's bias
+    and the residual add into one matrix product, ``x + [h, 1] @ up_fused``: at small patches the
+    element-wise passes over the full-width token map cost as much as the adapter's convolution.
+    """
 
     mix_layer = RepConv3x3
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(dim, **kwargs)
+        self.register_buffer("up_fused", None)  # set by reparameterize()
+
+    @property
+    def is_fused(self) -> bool:
+        return self.up_fused is not None
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fuse the mixing branches and the scaled up-projection, in place. Idempotent."""
+        if self.up_fused is not None:
+            return
+        self.mix.reparameterize()
+        fused = torch.cat([self.up.weight.t(), self.up.bias[None]], 0) * self.scale  # (c + 1, C)
+        del self.up
+        self.up_fused = fused.contiguous()
+        super().train(False)
+
+    def _fused_product(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
+        h = self.hidden(x)
+        h = torch.cat([h, h.new_ones(*h.shape[:-1], 1)], -1).reshape(-1, h.shape[-1] + 1)
+        if residual is None:
+            return (h @ self.up_fused).view_as(x)
+        return torch.addmm(residual.reshape(-1, x.shape[-1]), h, self.up_fused).view_as(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.up_fused is None:
+            return super().forward(x)
+        return self._fused_product(x, None)
+
+    def add_to(self, x: torch.Tensor) -> torch.Tensor:
+        if self.up_fused is None:
+            return super().add_to(x)
+        return self._fused_product(x, x)
+
+    def train(self, mode: bool = True):
+        if mode and self.up_fused is not None:
+            self.mix.train(True)  # raises the re-parameterised adapter's error
+        return super().train(mode)

@@ -16,7 +16,7 @@ class AdaptedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.inner(x)  # (B, H, W, C)
-        return x + self.adapter(x)
+        return self.adapter.add_to(x)
 
 
 class PEGTrunk(nn.Module):
