@@ -13,6 +13,8 @@ import pytest
 import SimpleITK as sitk
 
 from dataset_conversion.demo_dataset import generate_demo_dataset
+from nnsam2.cli.train import _check_fold
+from nnsam2.nnunet.environment import UsageError
 
 SMOKE_TRAINERS = textwrap.dedent('''
     import os
@@ -151,6 +153,10 @@ def test_bad_inputs(workspace, tmp_path):
     assert r.returncode == 1 and "--random-init" in r.stderr
     assert not (results / "SAM2DualAdapterTrainer__nnSAM2Plans__2d").exists()
 
+    r = run("nnsam2_train", "990", "2d", "first", "-device", "cpu", "--random-init", env=env,
+            ok=False)
+    assert r.returncode == 1 and "fold must be a number" in r.stderr
+
     wrong = tmp_path / "wrong_size.pt"
     import torch
     torch.save({"model": {"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(96, 3, 7, 7)}},
@@ -162,6 +168,17 @@ def test_bad_inputs(workspace, tmp_path):
             str(tmp_path / "missing.pt"), env=env, ok=False)
     assert r.returncode == 1 and "missing.pt" in r.stderr
     assert not (results / "SAM2DualAdapterTrainer__nnSAM2Plans__2d").exists()
+
+
+def test_too_few_cases_for_five_folds_is_a_clear_error(tmp_path):
+    folder = tmp_path / "Dataset201_Four"
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"numTraining": 4}))
+    with pytest.raises(UsageError, match="4 training case.*fold 'all'.*splits_final.json"):
+        _check_fold(str(folder), "0")
+    _check_fold(str(folder), "all")
+    (folder / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": ["b"]}]))
+    _check_fold(str(folder), "0")  # the user's own split decides
 
 
 def _predict_into(folder, out, env):

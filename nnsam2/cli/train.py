@@ -31,6 +31,7 @@ def _check_before_start(a) -> None:
     from nnsam2.nnunet.trainers import nnSAM2Trainer
     if not issubclass(trainer, nnSAM2Trainer):
         raise UsageError(f"{a.tr} is not an nnsam2 trainer (use nnUNetv2_train for nnU-Net's own)")
+    _check_fold(os.path.dirname(plans_file), a.fold)
     size = configurations[a.configuration].get("sam2", {}).get("size", "tiny")
     resuming = (a.c and _has_checkpoint(name, a)) or a.val
     if resuming:
@@ -39,6 +40,23 @@ def _check_before_start(a) -> None:
         policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
         if policy.mode == "checkpoint":
             _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
+
+
+def _check_fold(preprocessed_folder: str, fold: str) -> None:
+    """nnU-Net's own 5-fold split fails with a traceback on fewer than 5 cases: say so first."""
+    from nnunetv2.utilities.file_path_utilities import load_json
+    if fold == "all":
+        return
+    if not fold.isdigit():
+        raise UsageError(f"fold must be a number (0-4 for nnU-Net's 5-fold split) or 'all', got {fold!r}")
+    if os.path.isfile(os.path.join(preprocessed_folder, "splits_final.json")):
+        return  # nnU-Net uses the user's (or its earlier) split
+    num_cases = load_json(os.path.join(preprocessed_folder, "dataset.json")).get("numTraining", 0)
+    if num_cases < 5:
+        raise UsageError(
+            f"{os.path.basename(preprocessed_folder)} has {num_cases} training case(s), too few for "
+            f"nnU-Net's 5-fold cross-validation: train fold 'all', or write your own split to "
+            f"{os.path.join(preprocessed_folder, 'splits_final.json')}")
 
 
 def _fold_folder(name: str, a) -> str:
