@@ -93,7 +93,7 @@ class SAM2SegNet(nn.Module):
         self.eval()
         fused, merged = self.reparameterize(), self.merge_lora()
         if fused:
-            logger.info("re-parameterised %d Lightweight adapter convolutions for inference", fused)
+            logger.info("re-parameterised %d Lightweight adapters for inference", fused)
         if merged:
             logger.info("merged %d LoRA layers into their base weights for inference", merged)
         return fused, merged

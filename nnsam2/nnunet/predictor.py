@@ -33,8 +33,9 @@ class SAM2Predictor(nnUNetPredictor):
         self.network, self.list_of_parameters = net, prepared
         fused, merged = counts
         if fused:
-            print(f"nnsam2: re-parameterised {fused} Lightweight-adapter convolutions into single "
-                  f"3x3 convolutions for inference ({len(prepared)} fold(s))")
+            print(f"nnsam2: re-parameterised {fused} Lightweight adapters for inference (branches "
+                  f"fused into one 3x3 convolution, up-projection and residual add into one "
+                  f"product; {len(prepared)} fold(s))")
         if merged:
             print(f"nnsam2: merged {merged} LoRA layers into their base weights for inference "
                   f"({len(prepared)} fold(s))")
