@@ -138,9 +138,10 @@ def test_adapter_bottleneck_defaults_per_kind(kind, ratio, divisor):
     assert net.config["adapter"]["bottleneck_ratio"] == (ratio or {"hp": 0.25, "lw": 0.125}[kind])
 
 
-def test_bad_bottleneck_ratio_is_refused():
+@pytest.mark.parametrize("ratio", [2.0, 0.0, -0.125])
+def test_bad_bottleneck_ratio_is_refused(ratio):
     with pytest.raises(ValueError, match="bottleneck_ratio"):
-        build_network(1, 2, size="toy", adapter=AdapterCfg("lw", bottleneck_ratio=2.0))
+        build_network(1, 2, size="toy", adapter=AdapterCfg("lw", bottleneck_ratio=ratio))
 
 
 def test_lora_merge_is_exact():

@@ -116,11 +116,15 @@ def unet_spec(settings: Settings, patch: Tuple[int, int]) -> UNetSpec:
     return unet_from_planner(patch, settings.channels, settings.classes, spacing)
 
 
+def _job_args(settings: Settings) -> dict:
+    """What every job, single or paired, takes from the settings."""
+    return dict(channels=settings.channels, classes=settings.classes, device=settings.device,
+                warmup=settings.warmup, repeats=settings.repeats, threads=settings.threads)
+
+
 def make_jobs(settings: Settings) -> List[Job]:
     """Per patch: the U-Net, then every SAM2 variant per size; SAM ViT-B once at the end."""
-    common = dict(channels=settings.channels, classes=settings.classes, device=settings.device,
-                  warmup=settings.warmup, repeats=settings.repeats, train=settings.train,
-                  threads=settings.threads)
+    common = dict(_job_args(settings), train=settings.train)
     sam2 = [v for v in settings.variants if v not in REFERENCE_VARIANTS]
     jobs = []
     for patch in settings.patches:
@@ -141,6 +145,4 @@ def make_pair_jobs(settings: Settings) -> List[PairJob]:
     if not settings.paired:
         return []
     return pair_jobs(settings.variants, settings.sizes, settings.patches,
-                     channels=settings.channels, classes=settings.classes,
-                     batch_size=settings.batch_size, device=settings.device,
-                     warmup=settings.warmup, repeats=settings.repeats, threads=settings.threads)
+                     batch_size=settings.batch_size, **_job_args(settings))

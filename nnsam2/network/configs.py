@@ -92,7 +92,8 @@ def resolve(cfg: AdapterCfg) -> AdapterCfg:
         raise ValueError(f"pos_embed must be 'peg' or 'sam2', got {pos!r}")
     if dec not in ("full", "heads"):
         raise ValueError(f"train_decoder must be 'full' or 'heads', got {dec!r}")
-    ratio = cfg.bottleneck_ratio or DEFAULT_BOTTLENECK.get(cfg.kind, 0.25)
+    ratio = (cfg.bottleneck_ratio if cfg.bottleneck_ratio is not None
+             else DEFAULT_BOTTLENECK.get(cfg.kind, 0.25))
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"bottleneck_ratio must be in (0, 1], got {ratio!r}")
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora_rank

@@ -124,8 +124,3 @@ class RepAdapter(BottleneckAdapter):
         if self.up_fused is None:
             return super().add_to(x)
         return self._fused_product(x, x)
-
-    def train(self, mode: bool = True):
-        if mode and self.up_fused is not None:
-            self.mix.train(True)  # raises the re-parameterised adapter's error
-        return super().train(mode)

@@ -1,5 +1,4 @@
 """The prompt-free, adapter-tuned SAM2 segmentation network (knows nothing of nnU-Net)."""
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +11,6 @@ from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.lora import merge_lora
 from nnsam2.network.summary import parameter_report
 
-logger = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 32  # patch embed stride 4 x three 2x poolings in Hiera; also the FPN merges
 
@@ -91,12 +89,7 @@ class SAM2SegNet(nn.Module):
     def prepare_for_inference(self) -> tuple:
         """Eval mode, LW adapters fused and LoRA merged; returns (fused, merged) counts."""
         self.eval()
-        fused, merged = self.reparameterize(), self.merge_lora()
-        if fused:
-            logger.info("re-parameterised %d Lightweight adapters for inference", fused)
-        if merged:
-            logger.info("merged %d LoRA layers into their base weights for inference", merged)
-        return fused, merged
+        return self.reparameterize(), self.merge_lora()
 
     def trainable_parameter_report(self) -> dict:
         return parameter_report(self)
