@@ -52,7 +52,9 @@ def test_ratios_targets_and_notes(result):
     assert all(p["bs1"]["median"] > 0 and p["bsN"]["n"] >= 2 for p in pairs.values())
     targets = {t["target"]: t for t in res["targets"]}
     assert targets["lw_reparam / none latency, batch 1"]["paired"] is not None
-    assert targets["lora_merged / lora latency, batch N"]["status"] in ("PASS", "MISS")
+    # measured (not "n/a"); which of the three depends on timing, which tests do not assert
+    assert targets["lora_merged / lora latency, batch N"]["status"] in ("PASS", "WITHIN NOISE",
+                                                                        "MISS")
     if not sam_vit_b_available():
         assert any("segment-anything" in n for n in res["settings"]["notes"])
     assert res["machine"]["cpu"] and res["machine"]["versions"]["torch"]
