@@ -83,8 +83,8 @@ class RepAdapter(BottleneckAdapter):
     """Lightweight adapter: the bottleneck with a re-parameterisable multi-branch 3x3.
 
     ``reparameterize()`` fuses the 3x3 branches and also folds the scale, the up-projection's bias
-    and the residual add into one matrix product, ``x + [h, 1] @ up_fused``: at small patches the
-    element-wise passes over the full-width token map cost as much as the adapter's convolution.
+    and the residual add into one matrix product, ``x + [h, 1] @ up_fused``: this saves the separate
+    element-wise passes over the full-width token map, which are memory-bound.
     """
 
     mix_layer = RepConv3x3
