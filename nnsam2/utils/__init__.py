@@ -1,0 +1,1 @@
+"""Small helpers shared by the network, nnU-Net integration and CLIs."""
