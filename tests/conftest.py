@@ -17,3 +17,20 @@ def nnunet_env(tmp_path, monkeypatch):
         paths[var].mkdir()
         monkeypatch.setenv(var, str(paths[var]))
     return paths
+
+
+@pytest.fixture(scope="session")
+def official_tiny(tmp_path_factory):
+    """A SAM2.1 tiny checkpoint in the official format, built by sam2 itself (random init, every
+    tensor made distinctive); returns (path, state dict)."""
+    import torch
+    from sam2.build_sam import build_sam2
+    torch.manual_seed(1)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    path = tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny.pt"
+    state = model.state_dict()
+    torch.save({"model": state}, path)
+    return path, state

@@ -19,13 +19,18 @@ from nnsam2.nnunet.environment import UsageError
 SMOKE_TRAINERS = textwrap.dedent('''
     import os
     from nnsam2.nnunet.trainers import (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW,
-                                        SAM2LoRATrainer)
+                                        SAM2DualAdapterTrainer_FullDecoder, SAM2LoRATrainer,
+                                        SAM2VanillaTrainer)
 
     class _Smoke:
         sam2_iterations_per_epoch = 2
         sam2_val_iterations_per_epoch = 1
         sam2_initial_lr = 1e-3
         sam2_num_epochs = int(os.environ.get("SMOKE_EPOCHS", "1"))  # read in each fresh process
+
+        def perform_actual_validation(self, save_probabilities=False):
+            if os.environ.get("SMOKE_SKIP_VALIDATION") != "1":  # tests that only need weights
+                super().perform_actual_validation(save_probabilities)
 
     class SAM2SmokeTrainer(_Smoke, SAM2DualAdapterTrainer):
         pass
@@ -34,6 +39,12 @@ SMOKE_TRAINERS = textwrap.dedent('''
         pass
 
     class SAM2SmokeTrainer_LoRA(_Smoke, SAM2LoRATrainer):
+        pass
+
+    class SAM2SmokeTrainer_Vanilla(_Smoke, SAM2VanillaTrainer):
+        pass
+
+    class SAM2SmokeTrainer_FullDecoder(_Smoke, SAM2DualAdapterTrainer_FullDecoder):
         pass
 ''')
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from nnsam2.network import SIZES, AdapterCfg, build_network
 from nnsam2.network.checkpoint import canonical_name
+from nnsam2.network.configs import resolve
 from nnsam2.network.lora import LoRALinear
 from nnsam2.network.rep_adapter import RepAdapter, RepConv3x3
 from nnsam2.network.summary import flops_by_component, model_summary, parameter_report
@@ -70,7 +71,7 @@ def test_size_not_multiple_of_32_is_a_clear_error(hw):
 @pytest.mark.parametrize("kind", ["hp", "lw", "lora"])
 def test_zero_initialised_adapters_equal_the_none_model(kind):
     adapted = net_of(kind).eval()
-    plain = net_of("none", pos_embed="peg").eval()
+    plain = net_of("none", pos_embed=resolve(AdapterCfg(kind=kind)).pos_embed).eval()
     # Same weights: match keys through their official (wrapper-free) names.
     plain_keys = {canonical_name(k): k for k in plain.state_dict()}
     shared = {plain_keys[canonical_name(k)]: v for k, v in adapted.state_dict().items()

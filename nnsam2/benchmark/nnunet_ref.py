@@ -2,8 +2,9 @@
 
 Two ways to get its architecture entry, both nnU-Net's own code:
 
-* from a plans file: ``PlansManager(...).get_configuration('2d')`` keeps nnU-Net's ``architecture``
-  entry (our planner subclasses nnU-Net's ``ExperimentPlanner`` and keeps it);
+* from a plans file written by an nnU-Net planner: its ``architecture`` entry (nnsam2's own plans
+  describe the SAM2 network there, so for them the U-Net comes the next way, at the planned
+  patch and spacing);
 * from a patch size alone: nnU-Net's ``ExperimentPlanner.get_plans_for_configuration`` runs on a
   scratch dataset (a ``dataset.json`` and a fingerprint in a temporary folder) whose median image
   shape is the patch, with a GPU memory target large enough that the planner keeps the patch.
@@ -73,14 +74,18 @@ def read_plans(dataset: str, plans_name: str = "nnSAM2Plans",
     patch = tuple(int(p) for p in manager.patch_size)
     if len(patch) != 2:
         raise ValueError(f"configuration {configuration!r} of {plans_file} is not 2D: {patch}")
-    unet = UNetSpec(manager.network_arch_class_name, dict(manager.network_arch_init_kwargs),
-                    tuple(manager.network_arch_init_kwargs_req_import), patch,
-                    f"plans: {name}/{plans_name}.json, configuration {configuration!r}")
+    channels = determine_num_input_channels(plans_manager, manager, dataset_json)
+    classes = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    if manager.network_arch_class_name.startswith("nnsam2."):  # nnsam2 plans describe SAM2
+        unet = unet_from_planner(patch, channels, classes, tuple(manager.spacing))
+    else:
+        unet = UNetSpec(manager.network_arch_class_name, dict(manager.network_arch_init_kwargs),
+                        tuple(manager.network_arch_init_kwargs_req_import), patch,
+                        f"plans: {name}/{plans_name}.json, configuration {configuration!r}")
     return PlansInfo(
         dataset_name=name, plans_name=plans_name, configuration=configuration, patch=patch,
         batch_size=int(manager.batch_size),
-        channels=determine_num_input_channels(plans_manager, manager, dataset_json),
-        classes=plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
+        channels=channels, classes=classes,
         spacing=tuple(float(s) for s in manager.spacing),
         sam2_size=manager.configuration.get("sam2", {}).get("size"), unet=unet)
 

@@ -64,10 +64,12 @@ class AdapterCfg:
             documentation/benchmarks.md).
         adapter_scale: fixed scale of the adapter's residual branch.
         lora_rank / lora_alpha / lora_dropout: LoRA settings (alpha defaults to 2 x rank).
-        pos_embed: ``peg`` (convolutional PEGs) or ``sam2`` (Hiera's absolute pos-embed and the
-            prompt encoder's dense PE, i.e. unmodified SAM2).
-        train_decoder: ``full`` (whole mask decoder trains) or ``heads`` (only the class tokens and
-            their hypernetwork MLPs train; the rest stays frozen).
+        pos_embed: ``peg`` (convolutional PEGs; default for ``hp`` and ``lw``, the dual-adapter
+            method) or ``sam2`` (Hiera's absolute pos-embed and the prompt encoder's dense PE, i.e.
+            unmodified SAM2; default for ``lora`` and ``none``).
+        train_decoder: ``heads`` (default: only the class tokens and their hypernetwork MLPs, the
+            multi-class extension SAM2 does not have, train; the rest of SAM2's mask decoder stays
+            frozen as the papers say) or ``full`` (the whole mask decoder trains).
         train_all: train every parameter (only sensible without pretrained weights, e.g. demos).
     """
 
@@ -86,8 +88,8 @@ def resolve(cfg: AdapterCfg) -> AdapterCfg:
     """Fill the per-kind defaults and validate the settings."""
     if cfg.kind not in ADAPTER_KINDS:
         raise ValueError(f"unknown adapter kind {cfg.kind!r}; choose one of {ADAPTER_KINDS}")
-    pos = cfg.pos_embed or ("sam2" if cfg.kind == "none" else "peg")
-    dec = cfg.train_decoder or ("heads" if cfg.kind == "lora" else "full")
+    pos = cfg.pos_embed or ("peg" if cfg.kind in ("hp", "lw") else "sam2")
+    dec = cfg.train_decoder or "heads"
     if pos not in ("peg", "sam2"):
         raise ValueError(f"pos_embed must be 'peg' or 'sam2', got {pos!r}")
     if dec not in ("full", "heads"):

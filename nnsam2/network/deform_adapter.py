@@ -37,8 +37,13 @@ class ModulatedDeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k2 = self.kernel_size * self.kernel_size
         offset, mask = self.offset_mask(x).split([2 * k2, k2], dim=1)
-        return deform_conv2d(x, offset, self.weight, self.bias,
-                             padding=self.kernel_size // 2, mask=mask.sigmoid())
+        # torchvision has no reduced-precision kernel (and no CPU autocast rule): under autocast
+        # run it in fp32 explicitly, as torchvision's CUDA autocast rule does, on every device.
+        with torch.autocast(x.device.type, enabled=False):
+            out = deform_conv2d(x.float(), offset.float(), self.weight.float(),
+                                self.bias.float(), padding=self.kernel_size // 2,
+                                mask=mask.float().sigmoid())
+        return out.to(x.dtype)
 
 
 class DeformableAdapter(BottleneckAdapter):

@@ -3,6 +3,11 @@
 Reference: Chu et al., "Conditional Positional Encodings for Vision Transformers" (CPVT),
 https://arxiv.org/abs/2102.10882 ; used in place of SAM2's absolute position embedding as in
 GSAM / the dual-adapter SAM2 paper (arXiv 2605.05979), so any input size works.
+
+Both PEGs start with a zero projection (our choice; the papers do not give one). On a frozen,
+pretrained trunk a default-initialised depthwise convolution would perturb every block-0 token by
+about 60% of its norm. Zero-initialised, step 0 computes SAM2 without its absolute position
+embedding in the trunk and without a position encoding in the decoder; the PEGs learn from there.
 """
 import torch
 from torch import nn
@@ -19,6 +24,10 @@ class TokenPEG(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _zero(self.proj)  # step 0: the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, H, W, C) -> (B, C, H, W) -> conv -> (B, H, W, C)
@@ -35,9 +44,18 @@ class EmbeddingPEG(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _zero(self.proj)  # step 0: no position encoding in the decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
+
+
+def _zero(conv: nn.Conv2d) -> None:
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
 
 
 class SAM2DensePE(nn.Module):

@@ -1,4 +1,5 @@
 """The prompt-free, adapter-tuned SAM2 segmentation network (knows nothing of nnU-Net)."""
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -7,12 +8,27 @@ from sam2.modeling.backbones.image_encoder import ImageEncoder
 from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 
+from nnsam2.network import frozen_store
 from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.lora import merge_lora
 from nnsam2.network.summary import parameter_report
 
 
 SIZE_MULTIPLE = 32  # patch embed stride 4 x three 2x poolings in Hiera; also the FPN merges
+
+
+def bf16_autocast(device_type: str):
+    """bf16 wherever autocast is on, whoever turned it on.
+
+    SAM2 is trained in bf16; fp16 (nnU-Net's autocast default, used by its validation and by
+    ``nnUNetv2_predict``) risks overflow in its attention. The choice is made here, per forward
+    call, because ``torch.set_autocast_dtype`` is thread-local and every entry point would have to
+    remember it. Without autocast the network runs in the caller's precision.
+    """
+    if torch.is_autocast_enabled(device_type) and \
+            torch.get_autocast_dtype(device_type) != torch.bfloat16:
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 class SAM2SegNet(nn.Module):
@@ -59,6 +75,10 @@ class SAM2SegNet(nn.Module):
                 f"x{SIZE_MULTIPLE * max(1, round(width / SIZE_MULTIPLE))})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with bf16_autocast(x.device.type):
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         self.check_input_size(height, width)
         features = self.image_encoder(self.stem(x))["backbone_fpn"]  # strides 4, 8, 16
@@ -69,6 +89,12 @@ class SAM2SegNet(nn.Module):
         logits = prompt_free_masks(decoder, self.sam_prompt_encoder.no_mask_embed.weight,
                                    embed, self.image_pe(embed), (feat_s0, feat_s1))
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also takes the lean state dicts of nnsam2 checkpoints (frozen SAM2 weights stored once
+        per model folder, see :mod:`nnsam2.network.frozen_store`)."""
+        return super().load_state_dict(frozen_store.expand(state_dict), strict=strict,
+                                       assign=assign)
 
     @torch.no_grad()
     def reparameterize(self) -> int:

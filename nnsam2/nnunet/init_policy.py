@@ -12,7 +12,7 @@ ENV_CHECKPOINT = "nnSAM2_checkpoint"  # one official .pt file
 ENV_CHECKPOINT_DIR = "nnSAM2_checkpoint_dir"  # folder of official files, picked by size
 ENV_RANDOM_INIT = "nnSAM2_random_init"  # "1": train from random weights, on purpose
 ENV_TRAIN_ALL = "nnSAM2_train_all"  # "1": every parameter trains (random-init demos)
-ENV_PRETRAINED = "nnSAM2_nnunet_pretrained"  # "1": nnU-Net -pretrained_weights supplies weights
+ENV_PRETRAINED = "nnSAM2_nnunet_pretrained"  # path of an nnsam2 checkpoint (-pretrained_weights)
 RECORD_FILE = "sam2_init.json"
 
 
@@ -23,8 +23,9 @@ class MissingCheckpointError(RuntimeError):
 @dataclass
 class InitPolicy:
     mode: str  # "checkpoint" | "random" | "nnunet_pretrained"
-    checkpoint: Optional[str] = None
+    checkpoint: Optional[str] = None  # official SAM2 file (for "nnunet_pretrained": class parts)
     train_all: bool = False
+    pretrained: Optional[str] = None  # nnsam2 checkpoint of "nnunet_pretrained"
 
 
 def _flag(name: str) -> bool:
@@ -53,8 +54,13 @@ def checkpoint_for_size(size: str) -> Optional[str]:
 def resolve_policy(size: str) -> InitPolicy:
     """The policy for a fresh training, or MissingCheckpointError with what to do."""
     train_all = resolve_train_all()
-    if _flag(ENV_PRETRAINED):
-        return InitPolicy("nnunet_pretrained", train_all=train_all)
+    if os.environ.get(ENV_PRETRAINED):
+        try:
+            sam2 = checkpoint_for_size(size)
+        except MissingCheckpointError:
+            sam2 = None  # optional here: only the class parts would come from it
+        return InitPolicy("nnunet_pretrained", checkpoint=sam2, train_all=train_all,
+                          pretrained=os.environ[ENV_PRETRAINED])
     path = checkpoint_for_size(size)
     if path:
         return InitPolicy("checkpoint", checkpoint=path, train_all=train_all)
@@ -84,7 +90,7 @@ def describe(policy: InitPolicy) -> str:
     if policy.mode == "checkpoint":
         text = f"SAM2 initialised from the official checkpoint {policy.checkpoint}"
     elif policy.mode == "nnunet_pretrained":
-        text = "network initialised from nnU-Net -pretrained_weights"
+        text = f"network initialised from the nnsam2 model {policy.pretrained} (-pretrained_weights)"
     else:
         text = ("!!! RANDOM INITIALISATION: no pretrained SAM2 weights were loaded. This run shows "
                 "that the pipeline works; its accuracy says nothing about pretrained SAM2 !!!")

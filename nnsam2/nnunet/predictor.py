@@ -1,10 +1,16 @@
-"""nnU-Net's predictor, with LW adapters fused and LoRA merged before inference."""
+"""nnU-Net's predictor, loading model folders safely, with LW adapters fused and LoRA merged."""
 import copy
+import os
 
-import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.utilities.file_path_utilities import load_json
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnsam2.network import frozen_store
 from nnsam2.network.sam2_net import SAM2SegNet
+from nnsam2.nnunet import checkpointing
 from nnsam2.nnunet.trainers import unwrap
 
 
@@ -14,10 +20,29 @@ class SAM2Predictor(nnUNetPredictor):
 
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
                                              checkpoint_name="checkpoint_final.pth"):
-        super().initialize_from_trained_model_folder(model_training_output_dir, use_folds,
-                                                     checkpoint_name)
-        if self.device.type == "cuda":
-            torch.set_autocast_dtype("cuda", torch.bfloat16)
+        """nnU-Net's model-folder loading, but checkpoints are read without unpickling code
+        (:mod:`nnsam2.nnunet.safe_load`) and their frozen SAM2 weights come from the folder's store."""
+        folder = model_training_output_dir
+        if use_folds is None:
+            use_folds = self.auto_detect_available_folds(folder, checkpoint_name)
+        frozen_store.register_folder(folder)
+        checkpoints = [checkpointing.read(os.path.join(folder, f"fold_{f}", checkpoint_name))[0]
+                       for f in ([use_folds] if isinstance(use_folds, str) else use_folds)]
+        first = checkpoints[0]
+        plans_manager = PlansManager(load_json(os.path.join(folder, "plans.json")))
+        dataset_json = load_json(os.path.join(folder, "dataset.json"))
+        configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+        trainer_class = recursive_find_trainer_class_by_name(first["trainer_name"])
+        network = trainer_class.build_network_architecture(
+            plans_manager, configuration_manager,
+            determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
+            plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
+            enable_deep_supervision=False)
+        parameters = [c["network_weights"] for c in checkpoints]
+        network.load_state_dict(parameters[0])
+        self.manual_initialization(network, plans_manager, configuration_manager, parameters,
+                                   dataset_json, first["trainer_name"],
+                                   first.get("inference_allowed_mirroring_axes"))
         self.prepare_network_for_inference()
 
     def prepare_network_for_inference(self) -> None:

@@ -1,8 +1,13 @@
 """nnU-Net trainers whose network is the adapted SAM2.
 
 Optimiser: AdamW (lr 1e-4, weight decay 1e-2 on matrices and kernels only) over the trainable
-parameters, nnU-Net's poly schedule; deep supervision off; bf16 autocast on CUDA (no GradScaler);
-plain fp32 on CPU; torch.compile only when ``nnUNet_compile=t``.
+parameters, nnU-Net's poly schedule; deep supervision off; bf16 autocast on CUDA (the network
+switches any autocast to bf16 itself; no GradScaler); plain fp32 on CPU; torch.compile only when
+``nnUNet_compile=t``. Checkpoints are lean (frozen SAM2 stored once per model folder), written
+atomically and read without unpickling code (:mod:`nnsam2.nnunet.checkpointing`).
+
+Schedule variants (``..._5epochs`` etc.) are in :mod:`nnsam2.nnunet.trainer_schedules`, the CPU
+demo trainer in :mod:`nnsam2.nnunet.demo_trainer`.
 """
 import os
 from dataclasses import replace
@@ -17,7 +22,8 @@ from nnsam2.losses import CompositeLoss
 from nnsam2.network import AdapterCfg, build_network, load_sam2_checkpoint, model_summary
 from nnsam2.network.build import set_trainable
 from nnsam2.network.configs import resolve
-from nnsam2.nnunet import init_policy
+from nnsam2.nnunet import checkpointing, init_policy
+from nnsam2.nnunet.finetune import load_nnsam2_pretrained
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -39,6 +45,7 @@ class nnSAM2Trainer(nnUNetTrainer):
     sam2_num_epochs = None  # None: nnU-Net's 1000
     sam2_iterations_per_epoch = None  # None: nnU-Net's 250
     sam2_val_iterations_per_epoch = None  # None: nnU-Net's 50
+    sam2_train_decoder = None  # None: "heads" (class tokens + hypernetwork MLPs); "full": all of it
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -55,7 +62,8 @@ class nnSAM2Trainer(nnUNetTrainer):
 
     @classmethod
     def adapter_cfg(cls) -> AdapterCfg:
-        return AdapterCfg(kind=cls.adapter_kind, bottleneck_ratio=cls.sam2_bottleneck_ratio)
+        return AdapterCfg(kind=cls.adapter_kind, bottleneck_ratio=cls.sam2_bottleneck_ratio,
+                           train_decoder=cls.sam2_train_decoder)
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -90,13 +98,28 @@ class nnSAM2Trainer(nnUNetTrainer):
         optimizer = torch.optim.AdamW(groups, lr=self.initial_lr)
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
+    def save_checkpoint(self, filename: str) -> None:
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)  # nothing written (nnU-Net says why)
+        self._write_checkpoint(checkpointing.payload(self, unwrap(self.network)), filename)
+
+    def _write_checkpoint(self, checkpoint: dict, filename: str) -> None:
+        checkpointing.write(checkpoint, filename)
+
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        super().load_checkpoint(filename_or_checkpoint)
+        """nnU-Net's checkpoint fields restored; the file is read safely, lean weights expanded,
+        and with ``--c`` an unreadable checkpoint falls back to the newest readable one."""
+        if not self.was_initialized:
+            self.initialize()
+        checkpoint = filename_or_checkpoint
+        if isinstance(checkpoint, (str, os.PathLike)):
+            checkpoint, used = checkpointing.read(
+                checkpoint, fallback=os.environ.get(checkpointing.ENV_RESUME) == "1")
+            self.print_to_log_file(f"loaded {used} (epoch {checkpoint['current_epoch']})")
+        checkpointing.restore(self, unwrap(self.network), checkpoint)
         self.weights_restored = True
 
     def on_train_start(self):
-        if self.device.type == "cuda":
-            torch.set_autocast_dtype("cuda", torch.bfloat16)
         super().on_train_start()
         self._initialise_sam2_weights()
         self._log_network()
@@ -107,7 +130,11 @@ class nnSAM2Trainer(nnUNetTrainer):
             self.print_to_log_file(f"continuing training; {init_policy.describe(record)}")
             return
         policy = init_policy.resolve_policy(self.sam2_size)
-        if policy.mode == "checkpoint":
+        if policy.mode == "nnunet_pretrained":
+            report = load_nnsam2_pretrained(unwrap(self.network), policy.pretrained,
+                                            policy.checkpoint)
+            self.print_to_log_file(report.summary())
+        elif policy.mode == "checkpoint":
             report = load_sam2_checkpoint(unwrap(self.network), policy.checkpoint)
             self.print_to_log_file(report.summary())
         if self.local_rank == 0:
@@ -123,12 +150,13 @@ class nnSAM2Trainer(nnUNetTrainer):
 
 
 class SAM2DualAdapterTrainer(nnSAM2Trainer):
-    """PEG + High-Performance (deformable-conv) adapter: the default."""
+    """PEG + High-Performance (deformable-conv) adapter: the default. SAM2 stays frozen; PEGs,
+    adapters, input stem and the class tokens with their hypernetwork MLPs train."""
     adapter_kind = "hp"
 
 
 class SAM2DualAdapterTrainer_LW(nnSAM2Trainer):
-    """PEG + Lightweight (re-parameterisable) adapter."""
+    """PEG + Lightweight (re-parameterisable) adapter; SAM2 frozen as for the default."""
     adapter_kind = "lw"
 
 
@@ -139,14 +167,16 @@ class SAM2DualAdapterTrainer_LWWide(SAM2DualAdapterTrainer_LW):
 
 
 class SAM2VanillaTrainer(nnSAM2Trainer):
-    """Frozen SAM2 with the trainable prompt-free decoder: the baseline."""
+    """Frozen SAM2 with its own position encodings; only the decoder parts the adapter trainers
+    train (class tokens, hypernetwork MLPs) and the stem train: the baseline."""
     adapter_kind = "none"
 
 
 class SAM2LoRATrainer(nnSAM2Trainer):
     """SAM2LoRA (arXiv 2510.10288): LoRA (rank 8, alpha 16, dropout 0.1) on every Hiera block's
-    attn.qkv and the decoder transformer's attention linears; class tokens and hypernetwork MLPs
-    train; composite BCE + soft Dice + Focal Tversky loss (1:1:1, alpha 0.7, beta 0.3, gamma 0.75)."""
+    attn.qkv and the decoder transformer's attention linears, SAM2's own position encodings (no
+    PEG); class tokens and hypernetwork MLPs train; composite BCE + soft Dice + Focal Tversky loss
+    (1:1:1, alpha 0.7, beta 0.3, gamma 0.75)."""
     adapter_kind = "lora"
 
     def _build_loss(self):
@@ -157,28 +187,24 @@ class SAM2LoRATrainer(nnSAM2Trainer):
                              batch_dice=self.configuration_manager.batch_dice)
 
 
-class SAM2DualAdapterTrainer_CPUDemo(SAM2DualAdapterTrainer):
-    """Short, higher-LR schedule for the random-init toy demo on a CPU."""
-    sam2_initial_lr = 2e-3
-    sam2_num_epochs = 6
-    sam2_iterations_per_epoch = 30
-    sam2_val_iterations_per_epoch = 10
+class SAM2DualAdapterTrainer_FullDecoder(SAM2DualAdapterTrainer):
+    """HP adapter with the whole mask decoder trainable (not the paper's setting: it trains
+    SAM2's decoder transformer and upscaling too, about 4 M more parameters)."""
+    sam2_train_decoder = "full"
+
+
+class SAM2DualAdapterTrainer_LW_FullDecoder(SAM2DualAdapterTrainer_LW):
+    """LW adapter with the whole mask decoder trainable (not the paper's setting)."""
+    sam2_train_decoder = "full"
+
+
+class SAM2VanillaTrainer_FullDecoder(SAM2VanillaTrainer):
+    """Frozen SAM2 encoder with the whole mask decoder trainable (decoder fine-tuning baseline)."""
+    sam2_train_decoder = "full"
 
 
 BASE_TRAINERS = (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW, SAM2DualAdapterTrainer_LWWide,
-                 SAM2VanillaTrainer, SAM2LoRATrainer)
-SCHEDULES = (1, 5, 10, 50, 100, 250, 500)
+                 SAM2VanillaTrainer, SAM2LoRATrainer, SAM2DualAdapterTrainer_FullDecoder,
+                 SAM2DualAdapterTrainer_LW_FullDecoder, SAM2VanillaTrainer_FullDecoder)
 
-
-def _schedule_variant(base: type, epochs: int) -> type:
-    name = f"{base.__name__}_{epochs}epochs"
-    return type(name, (base,), {"sam2_num_epochs": epochs, "__module__": __name__,
-                                "__doc__": f"{base.__name__} for {epochs} epochs."})
-
-
-_VARIANTS = {v.__name__: v for b in BASE_TRAINERS for v in
-             (_schedule_variant(b, e) for e in SCHEDULES)}
-globals().update(_VARIANTS)
-
-__all__ = ["nnSAM2Trainer", "SAM2DualAdapterTrainer_CPUDemo",
-           *(b.__name__ for b in BASE_TRAINERS), *_VARIANTS]
+__all__ = ["nnSAM2Trainer", *(t.__name__ for t in BASE_TRAINERS)]

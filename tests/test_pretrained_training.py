@@ -1,0 +1,178 @@
+"""The pretrained path through the real commands, with an official-format SAM2.1 tiny checkpoint:
+frozen stays frozen for every trainer, checkpoints are lean and loaded safely, fine-tuning across
+datasets with another label set."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from dataset_conversion.demo_dataset import generate_demo_dataset
+from nnsam2.network import frozen_store
+from nnsam2.network.checkpoint import canonical_name
+from nnsam2.nnunet.finetune import is_class_part
+from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
+from tests.test_end_to_end import model_folder, run, workspace_env
+
+TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
+            "SAM2SmokeTrainer_Vanilla", "SAM2SmokeTrainer_FullDecoder")
+FULL_DECODER = ("SAM2SmokeTrainer_FullDecoder",)
+
+
+@pytest.fixture(scope="module")
+def tiny_workspace(tmp_path_factory, official_tiny):
+    """Two planned demo datasets (3 and 2 classes) with SAM2 tiny plans."""
+    root, env = workspace_env(tmp_path_factory.mktemp("pretrained"))
+    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=5, num_test=1)
+    for d in ("990",):
+        run("nnsam2_plan_and_preprocess", "-d", d, "--sam2-size", "tiny", "--patch-size", "64",
+            "64", "-np", "1", "-npfp", "1", env=env)
+    env["nnSAM2_checkpoint"] = str(official_tiny[0])
+    env["SMOKE_SKIP_VALIDATION"] = "1"
+    return root, env
+
+
+def train(env, trainer, fold="0", *extra, dataset="990"):
+    return run("nnsam2_train", dataset, "2d", fold, "-tr", trainer, "-device", "cpu", *extra,
+               env=env)
+
+
+def full_weights(fold_folder, name="checkpoint_final.pth"):
+    ckpt = load_nnunet_checkpoint(fold_folder / name)
+    assert frozen_store.REFERENCE_KEY in ckpt["network_weights"], "checkpoint is not lean"
+    return frozen_store.expand(ckpt["network_weights"], [str(fold_folder.parent)])
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_pretrained_tensors_stay_bit_identical(tiny_workspace, official_tiny, trainer):
+    root, env = tiny_workspace
+    train(env, trainer)
+    weights = full_weights(model_folder(root, trainer) / "fold_0")
+    official = official_tiny[1]
+    kept = {k: v for k, v in weights.items() if canonical_name(k) in official}
+    assert len(kept) > 100
+    decoder_trains = trainer in FULL_DECODER
+    for key, value in kept.items():
+        frozen = not is_class_part(key) and not (
+            decoder_trains and key.startswith("sam_mask_decoder."))
+        if frozen:
+            assert torch.equal(value, official[canonical_name(key)]), f"{trainer} changed {key}"
+    # the class parts did train (so the test would see a change)
+    token = weights["sam_mask_decoder.mask_tokens.weight"][1]
+    assert not torch.equal(token, official["sam_mask_decoder.mask_tokens.weight"][1])
+    if decoder_trains:
+        key = "sam_mask_decoder.transformer.layers.0.self_attn.q_proj.weight"
+        assert not torch.equal(weights[key], official[key])
+
+
+def test_checkpoints_are_lean_and_share_one_store(tiny_workspace):
+    root, env = tiny_workspace
+    folder = model_folder(root, "SAM2SmokeTrainer")
+    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+        train(env, "SAM2SmokeTrainer")
+    train(env, "SAM2SmokeTrainer", "1")
+    stores = list(folder.glob("sam2_frozen_*.pt"))
+    assert len(stores) == 1  # both folds froze the same SAM2
+    frozen = set(torch.load(stores[0], weights_only=True)["tensors"])
+    assert any(k.startswith("image_encoder.trunk.") for k in frozen)
+    for fold in ("fold_0", "fold_1"):
+        lean = load_nnunet_checkpoint(folder / fold / "checkpoint_final.pth")["network_weights"]
+        assert not frozen & set(lean)  # trainable tensors (and the reference) only
+        assert any(".adapter." in k for k in lean)
+
+
+def test_tampered_store_is_refused(tiny_workspace, tmp_path):
+    root, env = tiny_workspace
+    folder = model_folder(root, "SAM2SmokeTrainer_LW")
+    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+        train(env, "SAM2SmokeTrainer_LW")
+    store = next(folder.glob("sam2_frozen_*.pt"))
+    payload = torch.load(store, weights_only=True)
+    key = next(iter(payload["tensors"]))
+    payload["tensors"][key] = payload["tensors"][key] + 1
+    backup = store.read_bytes()
+    try:
+        torch.save(payload, store)
+        raw = root / "nnUNet_raw" / "Dataset990_Demo2D" / "imagesTs"
+        r = run("nnsam2_predict", "-i", str(raw), "-o", str(tmp_path / "out"), "-d", "990",
+                "-tr", "SAM2SmokeTrainer_LW", "-f", "0", "-device", "cpu", env=env, ok=False)
+    finally:
+        store.write_bytes(backup)
+    assert r.returncode == 1 and "SHA-256" in r.stderr and "Traceback" not in r.stderr
+
+
+class _WritesAFile:
+    """Unpickling this runs ``open(path, 'w')``: what a malicious checkpoint would do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
+    root, env = tiny_workspace
+    folder = model_folder(root, "SAM2SmokeTrainer_LoRA")
+    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
+        train(env, "SAM2SmokeTrainer_LoRA")
+    evil_folder = tmp_path / "evil"
+    os.makedirs(evil_folder / "fold_0")
+    for name in ("plans.json", "dataset.json"):
+        (evil_folder / name).write_bytes((folder / name).read_bytes())
+    marker = tmp_path / "pwned"
+    ckpt = load_nnunet_checkpoint(folder / "fold_0" / "checkpoint_final.pth")
+    ckpt["logging"] = _WritesAFile(str(marker))
+    evil = evil_folder / "fold_0" / "checkpoint_final.pth"
+    torch.save(ckpt, evil, pickle_module=pickle)
+    raw = root / "nnUNet_raw" / "Dataset990_Demo2D" / "imagesTs"
+    with pytest.raises(UnsafeCheckpointError, match=r"checkpoint_final\.pth.*open"):
+        load_nnunet_checkpoint(evil)
+    r = run("nnsam2_train", "990", "2d", "all", "-tr", "SAM2SmokeTrainer", "-device", "cpu",
+            "-pretrained_weights", str(evil), env=env, ok=False)
+    assert r.returncode == 1 and "refused" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()
+    # a model folder from someone else in nnU-Net's results tree, used through nnsam2_predict
+    target = model_folder(root, "SAM2SmokeTrainer_LoRA").parent / "SAM2SmokeTrainer__evil__2d"
+    os.rename(evil_folder, target)
+    r = run("nnsam2_predict", "-i", str(raw), "-o", str(tmp_path / "out"), "-d", "990", "-tr",
+            "SAM2SmokeTrainer", "-p", "evil", "-f", "0", "-device", "cpu", env=env, ok=False)
+    assert r.returncode == 1 and "refused" in r.stderr and "checkpoint_final.pth" in r.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_finetune_on_another_label_set(tiny_workspace):
+    root, env = tiny_workspace
+    source_folder = model_folder(root, "SAM2SmokeTrainer")
+    if not (source_folder / "fold_0" / "checkpoint_final.pth").is_file():
+        train(env, "SAM2SmokeTrainer")
+    binary_demo_dataset(root / "nnUNet_raw", 992)
+    run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "tiny", "--patch-size", "64",
+        "64", "-np", "1", "-npfp", "1", env=env)
+    source = source_folder / "fold_0" / "checkpoint_final.pth"
+    train(env, "SAM2SmokeTrainer", "all", "-pretrained_weights", str(source), dataset="992")
+    fold = next((root / "nnUNet_results").glob("Dataset992_*")) / \
+        "SAM2SmokeTrainer__nnSAM2Plans__2d" / "fold_all"
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "pretrained nnsam2 model" in log and "class part of another label set" in log
+    assert "initialised from" in log and "sam2.1_hiera_tiny.pt" in log
+    theirs = full_weights(source.parent)
+    expected = len([k for k in theirs if not is_class_part(k)])  # same size and adapter
+    assert f"{expected} tensors loaded" in log
+    assert full_weights(fold)["sam_mask_decoder.mask_tokens.weight"].shape[0] == 2
+
+
+def binary_demo_dataset(raw_root, dataset_id):
+    """The demo dataset with lesion merged into organ: another label set (2 classes)."""
+    folder = generate_demo_dataset(raw_root, dataset_id=dataset_id, dim=2, num_train=5, num_test=1)
+    for path in (folder / "labelsTr").glob("*.nii.gz"):
+        image = sitk.ReadImage(str(path))
+        merged = sitk.GetImageFromArray(np.minimum(sitk.GetArrayFromImage(image), 1))
+        merged.CopyInformation(image)
+        sitk.WriteImage(merged, str(path))
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "organ": 1}
+    (folder / "dataset.json").write_text(json.dumps(meta))
