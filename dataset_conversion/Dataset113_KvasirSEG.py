@@ -5,16 +5,18 @@ Input layout (``kvasir-seg.zip`` from https://datasets.simula.no/kvasir-seg/)::
     SRC/images/<name>.jpg   (RGB, sizes vary)
     SRC/masks/<name>.jpg    (JPEG masks: values spread around 0 and 255 by compression)
 
-Each image becomes case ``<name>`` with three PNG channel files ``_0000`` (R), ``_0001`` (G), ``_0002`` (B),
+Each image becomes case ``<name>`` (characters other than letters, digits, ``-`` and ``_`` replaced
+by ``_``) with three PNG channel files ``_0000`` (R), ``_0001`` (G), ``_0002`` (B),
 read by nnU-Net's NaturalImage2DIO; masks are thresholded at 128 into 0 background / 1 polyp. A mask
 with many mid-grey pixels is rejected as not binary. ``test_list`` (a text file, one image name per line)
 puts a fixed test set into imagesTs/labelsTs; without it every image is a training case.
 """
 import logging
 import os
+import re
 import sys
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 
@@ -53,13 +55,31 @@ def binarize_mask(gray: np.ndarray, path: Path) -> np.ndarray:
     return (gray >= 128).astype(np.uint8)
 
 
-def _convert_case(image_path: Path, mask_dir: Path, images_dir: Path, labels_dir: Path) -> None:
+def case_ids(image_paths: List[Path]) -> Dict[Path, str]:
+    """{image: case id}: the file stem with every run of characters other than letters, digits,
+    '-' and '_' replaced by '_' (nnU-Net's tools split names on spaces and dots); a clash refuses."""
+    ids = {p: re.sub(r"[^A-Za-z0-9_-]+", "_", p.stem) for p in image_paths}
+    by_id = {}
+    for path, case in ids.items():
+        if case in by_id:
+            raise ConversionError(f"{path} and {by_id[case]} both become case {case!r} once "
+                                  f"sanitised for nnU-Net; rename one of them")
+        by_id[case] = path
+    renamed = [p for p in image_paths if ids[p] != p.stem]
+    if renamed:
+        logger.info("%d image name(s) sanitised for nnU-Net, e.g. %r -> %r", len(renamed),
+                    renamed[0].stem, ids[renamed[0]])
+    return ids
+
+
+def _convert_case(image_path: Path, case: str, mask_dir: Path, images_dir: Path,
+                  labels_dir: Path) -> None:
     mask_path = _mask_path(mask_dir, image_path)
     image = read_pil(image_path, "RGB")  # (H, W, 3)
     mask = read_pil(mask_path, "L")  # (H, W)
     check_same_shape(image, mask, image_path, mask_path)
-    write_channels_png(image, images_dir, image_path.stem)
-    write_png(binarize_mask(mask, mask_path), labels_dir / f"{image_path.stem}.png")
+    write_channels_png(image, images_dir, case)
+    write_png(binarize_mask(mask, mask_path), labels_dir / f"{case}.png")
 
 
 def convert_kvasir(src: os.PathLike, raw_root: Optional[os.PathLike] = None, dataset_id: int = 113,
@@ -86,13 +106,15 @@ def convert_kvasir(src: os.PathLike, raw_root: Optional[os.PathLike] = None, dat
     unknown = test_names - {p.stem for p in image_paths}
     if unknown:
         raise ConversionError(f"{test_list} names images not in {image_dir}: {sorted(unknown)[:5]}")
+    ids = case_ids(image_paths)
     root = get_raw_root(raw_root)
     folder_name = dataset_folder_name(dataset_id, NAME)
     with atomic_dataset(root, folder_name, overwrite) as tmp:
         dirs = make_dirs(tmp, ["imagesTr", "labelsTr", "imagesTs", "labelsTs"])
         for image_path in image_paths:
             split = "Ts" if image_path.stem in test_names else "Tr"
-            _convert_case(image_path, mask_dir, dirs["images" + split], dirs["labels" + split])
+            _convert_case(image_path, ids[image_path], mask_dir, dirs["images" + split],
+                          dirs["labels" + split])
             logger.debug("converted %s", image_path)
         write_dataset_json(tmp, {"0": "R", "1": "G", "2": "B"}, LABELS, len(image_paths) - len(test_names),
                            ".png", dataset_name=NAME, reference="https://datasets.simula.no/kvasir-seg/",

@@ -1,9 +1,17 @@
 """nnsam2_plan_and_preprocess: nnU-Net fingerprint + SAM2 planner + nnU-Net preprocessing."""
 import argparse
+import contextlib
+import logging
+import os
+import shutil
+
 from nnsam2.cli.common import run_cli
 from nnsam2.network.configs import SIZES
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env
 from nnsam2.nnunet.planner import PLANS_NAME, nnSAM2Planner
+from nnsam2.nnunet.raw_data_check import check_raw_dataset
+
+logger = logging.getLogger(__name__)
 
 
 def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
@@ -17,16 +25,44 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
     if any(c != "2d" for c in configurations):
         raise UsageError(f"nnsam2 plans only the '2d' configuration (3D data trains slice-wise); "
                          f"got -c {' '.join(configurations)}")
-    ids = [int(dataset_name(d)[7:10]) for d in dataset_ids]
+    names = [dataset_name(d) for d in dataset_ids]
+    for name in names:  # before nnU-Net writes anything into nnUNet_preprocessed
+        check_raw_dataset(os.path.join(os.environ["nnUNet_raw"], name),
+                          full=verify_dataset_integrity, num_processes=num_processes_fingerprint)
+    ids = [int(name[7:10]) for name in names]
     extract_fingerprints(ids, num_processes=num_processes_fingerprint,
-                         check_dataset_integrity=verify_dataset_integrity, clean=clean,
-                         verbose=verbose)
+                         check_dataset_integrity=False, clean=clean, verbose=verbose)
     for d in ids:
         nnSAM2Planner(d, gpu_memory_target, plans_name=plans_name, sam2_size=sam2_size,
                       patch_size=patch_size).plan_experiment()
     if not no_pp:
-        preprocess(ids, plans_name, configurations=list(configurations),
-                   num_processes=list(num_processes), verbose=verbose)
+        for d, name in zip(ids, names):
+            with _removed_if_interrupted(_output_folders(name, plans_name, configurations)):
+                preprocess([d], plans_name, configurations=list(configurations),
+                           num_processes=list(num_processes), verbose=verbose)
+
+
+def _output_folders(name: str, plans_name: str, configurations) -> list:
+    """The preprocessed-data folders that nnU-Net's preprocess writes for ``configurations``."""
+    from nnunetv2.utilities.file_path_utilities import load_json
+    folder = os.path.join(os.environ["nnUNet_preprocessed"], name)
+    planned = load_json(os.path.join(folder, plans_name + ".json"))["configurations"]
+    return [os.path.join(folder, planned[c]["data_identifier"]) for c in configurations
+            if c in planned]
+
+
+@contextlib.contextmanager
+def _removed_if_interrupted(folders):
+    """A half-written preprocessed folder looks complete to training: remove it on any failure
+    (nnU-Net's preprocessor deletes an older one before it starts anyway)."""
+    try:
+        yield
+    except BaseException:
+        for folder in folders:
+            if os.path.isdir(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                logger.error("preprocessing stopped: removed the partial %s", folder)
+        raise
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-np", nargs="+", type=int, default=[4], help="processes for preprocessing")
     p.add_argument("-npfp", type=int, default=4, help="processes for fingerprint extraction")
     p.add_argument("-overwrite_plans_name", default=PLANS_NAME, help="plans identifier")
-    p.add_argument("--verify_dataset_integrity", action="store_true")
+    p.add_argument("--verify_dataset_integrity", action="store_true",
+                   help="also read every voxel (label values, NaN); headers and file layout are "
+                        "always checked")
     p.add_argument("--clean", action="store_true", help="redo the fingerprint and overwrite")
     p.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
     p.add_argument("--verbose", action="store_true")

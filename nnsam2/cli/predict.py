@@ -6,22 +6,28 @@ import torch
 
 from nnsam2.cli.common import run_cli
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
-from nnsam2.nnunet.input_check import check_input_folder
+from nnsam2.nnunet.input_check import check_input_folder, check_output_folder
+from nnsam2.nnunet.model_lookup import no_model_message
 from nnsam2.nnunet.planner import PLANS_NAME
 
 
 def model_folder_and_folds(a):
     from nnunetv2.utilities.file_path_utilities import get_output_folder
     require_env("nnUNet_results")
-    folder = get_output_folder(dataset_name(a.d), a.tr, a.p, a.c)
+    bad = [f for f in a.f if f != "all" and not f.isdigit()]
+    if bad:
+        raise UsageError(f"-f takes fold numbers or 'all', got {' '.join(bad)}")
+    name = dataset_name(a.d)
+    folder = get_output_folder(name, a.tr, a.p, a.c)
     if not os.path.isdir(folder):
-        raise UsageError(f"no trained model at {folder}: train it with nnsam2_train {a.d} {a.c} "
-                         f"FOLD -tr {a.tr} -p {a.p}")
+        raise UsageError(no_model_message(folder, name, a.d, a.c, a.tr, a.p))
     folds = [f if f == "all" else int(f) for f in a.f]
     missing = [f for f in folds if not os.path.isfile(os.path.join(folder, f"fold_{f}", a.chk))]
     if missing:
+        trained = sorted(d[5:] for d in os.listdir(folder)
+                         if d.startswith("fold_") and os.path.isfile(os.path.join(folder, d, a.chk)))
         raise UsageError(f"{folder}: no {a.chk} for fold(s) {missing}; pass -f with the "
-                         f"trained folds")
+                         f"trained folds ({' '.join(trained) or 'none yet'})")
     return folder, folds
 
 
@@ -35,6 +41,7 @@ def predict(a) -> None:
     dataset_json = load_json(os.path.join(folder, "dataset.json"))
     expect_2d = plans.plans["original_median_shape_after_transp"][0] == 1
     cases = check_input_folder(a.i, dataset_json, plans.image_reader_writer_class, expect_2d)
+    check_output_folder(a.o)  # before the model is loaded
     print(f"nnsam2_predict: {len(cases)} case(s) in {a.i}, folds {folds} of {folder}")
     device = torch.device(a.device)
     predictor = SAM2Predictor(tile_step_size=a.step_size, use_gaussian=True,

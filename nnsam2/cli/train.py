@@ -43,14 +43,23 @@ def _check_before_start(a) -> None:
 
 
 def _check_fold(preprocessed_folder: str, fold: str) -> None:
-    """nnU-Net's own 5-fold split fails with a traceback on fewer than 5 cases: say so first."""
+    """Folds are 0..k-1 of the split in use, or 'all'. nnU-Net itself trains any other number on
+    a random 80:20 split, and its 5-fold split fails with a traceback on fewer than 5 cases."""
     from nnunetv2.utilities.file_path_utilities import load_json
     if fold == "all":
         return
     if not fold.isdigit():
         raise UsageError(f"fold must be a number (0-4 for nnU-Net's 5-fold split) or 'all', got {fold!r}")
-    if os.path.isfile(os.path.join(preprocessed_folder, "splits_final.json")):
-        return  # nnU-Net uses the user's (or its earlier) split
+    splits_file = os.path.join(preprocessed_folder, "splits_final.json")
+    if os.path.isfile(splits_file):  # the user's (or nnU-Net's earlier) split
+        num_folds = len(load_json(splits_file))
+        if int(fold) >= num_folds:
+            raise UsageError(f"fold {fold} is not in {splits_file}, which defines {num_folds} "
+                             f"fold(s): train fold 0-{num_folds - 1} or 'all'")
+        return
+    if int(fold) >= 5:  # nnUNetTrainer.do_split hard-codes a 5-fold split
+        raise UsageError(f"fold {fold} does not exist: nnU-Net's split has 5 folds (0-4); train "
+                         f"one of them or 'all', or write your own split to {splits_file}")
     num_cases = load_json(os.path.join(preprocessed_folder, "dataset.json")).get("numTraining", 0)
     if num_cases < 5:
         raise UsageError(

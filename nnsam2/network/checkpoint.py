@@ -45,8 +45,11 @@ def read_official_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types for damaged files; name the file
+        # torch's message runs to several lines of advice on weights_only; keep the cause only
+        lines = [ln.strip() for ln in str(e).split("WeightsUnpickler error:")[-1].splitlines()]
+        reason = next((ln for ln in lines if ln), type(e).__name__).split(". ")[0][:200]
         raise CheckpointError(f"SAM2 checkpoint {path!r} cannot be read (truncated or not a "
-                              f"PyTorch file?): {e}") from e
+                              f"PyTorch file?): {reason}") from e
     state = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not any(k.startswith(REQUIRED_PREFIX) for k in state):
         raise CheckpointError(f"{path!r} is not a SAM2 checkpoint: expected a dict with a 'model' "

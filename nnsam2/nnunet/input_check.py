@@ -1,52 +1,55 @@
-"""Checks a folder of raw images against a trained model before anything is predicted."""
+"""Checks a folder of raw images against a trained model before anything is predicted.
+
+The same checks as for training data (raw_data_check): file names, channels, headers, truncated
+files, then every image read once with the model's reader; all problems are reported together.
+"""
 import os
-import re
-from collections import defaultdict
-from typing import Dict, List
+from typing import List
 
 from nnsam2.nnunet.environment import UsageError
-
-
-def group_cases(folder: str, file_ending: str) -> Dict[str, List[str]]:
-    """{case id: sorted channel files} for ``CASE_XXXX<file_ending>`` names."""
-    if not os.path.isdir(folder):
-        raise UsageError(f"input folder {folder} does not exist")
-    pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(file_ending) + "$")
-    cases, stray = defaultdict(list), []
-    for name in sorted(os.listdir(folder)):
-        match = pattern.match(name)
-        if match:
-            cases[match.group(1)].append(name)
-        elif name.endswith(file_ending):
-            stray.append(name)
-    if stray:
-        raise UsageError(f"{os.path.join(folder, stray[0])}: file name does not follow nnU-Net's "
-                         f"CASE_XXXX{file_ending} channel naming")
-    if not cases:
-        raise UsageError(f"no {file_ending} images in {folder} (the model was trained on "
-                         f"{file_ending} files named CASE_0000{file_ending})")
-    return dict(cases)
+from nnsam2.nnunet.raw_data_check import (DataCheckError, case_voxel_problems, check_case_headers,
+                                          is_natural_image_reader)
+from nnsam2.nnunet.raw_data_layout import channel_problems, group_channel_files
 
 
 def check_input_folder(folder: str, dataset_json: dict, reader_class, expect_2d: bool) -> List[str]:
-    """Case ids in ``folder``; a UsageError naming the file when channels or geometry are wrong."""
-    ending = dataset_json["file_ending"]
-    channels = len(dataset_json["channel_names"])
-    cases = group_cases(folder, ending)
-    for case, files in cases.items():
-        expected = [f"{case}_{i:04d}{ending}" for i in range(channels)]
-        if files != expected:
-            raise UsageError(f"case {case} in {folder} has channel files {files}, expected "
-                             f"{expected} ({channels} channel(s): {dataset_json['channel_names']})")
-        _check_geometry([os.path.join(folder, f) for f in files], reader_class, expect_2d)
+    """Case ids in ``folder``; a DataCheckError naming every file with wrong channels or geometry,
+    or that is truncated or unreadable."""
+    if not os.path.isdir(folder):
+        raise UsageError(f"input folder {folder} does not exist")
+    ending, channels = dataset_json["file_ending"], len(dataset_json["channel_names"])
+    cases, problems = group_channel_files(folder, ending)
+    if not cases and not problems:
+        raise UsageError(f"no {ending} images in {folder} (the model was trained on {ending} "
+                         f"files named CASE_0000{ending})")
+    natural = is_natural_image_reader(reader_class)
+    for case, files in sorted(cases.items()):
+        layout = channel_problems(folder, case, files, channels, ending)
+        paths = [os.path.join(folder, f) for f in files]
+        ref, header_problems = (None, []) if layout else check_case_headers(paths, None, channels,
+                                                                            natural)
+        problems += layout + header_problems
+        if ref is not None and expect_2d and len(ref.shape) == 3 and ref.shape[0] > 1:
+            problems.append(f"{paths[0]} is a 3D image of shape {ref.shape} but the model was "
+                            f"trained on 2D images")
+        elif ref is not None:
+            problems += case_voxel_problems(paths, None, reader_class, [])
+    if problems:
+        raise DataCheckError(folder, problems)
     return sorted(cases)
 
 
-def _check_geometry(paths: List[str], reader_class, expect_2d: bool) -> None:
-    try:
-        image, _ = reader_class().read_images(paths)  # (C, Z, Y, X); checks channels agree
-    except Exception as e:  # the readers raise RuntimeError/AssertionError/OSError variously
-        raise UsageError(f"cannot read {', '.join(paths)}: {e}") from e
-    if expect_2d and image.shape[1] != 1:
-        raise UsageError(f"{paths[0]} is a 3D image of shape {tuple(image.shape[1:])} but the "
-                         f"model was trained on 2D images")
+def check_output_folder(folder: str) -> None:
+    """Refuse an output folder that cannot be created or written, without creating it."""
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"output folder {folder} exists and is not a folder; choose another -o")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"output folder {folder} cannot be created: {parent} is a file, not a "
+                         f"folder; choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {folder} cannot be written: no write permission in "
+                         f"{parent}; choose another -o")
