@@ -86,8 +86,9 @@ def test_valid_datasets_pass(tmp_path):
     (lambda f: write_image(f / "imagesTr" / "case_001_0000.nii.gz",
                            np.zeros((40, 48, 2), np.float32), vector=True),
      "imagesTr/case_001_0000.nii.gz", "2 values per voxel"),
-    (lambda f: os.rename(f / "imagesTr" / "case_001_0000.nii.gz", f / "imagesTr" / "case_001.nii.gz"),
-     "imagesTr/case_001.nii.gz", "channel suffix"),
+    (lambda f: os.rename(f / "imagesTr" / "case_001_0000.nii.gz",
+                         f / "imagesTr" / "case_001.nii.gz"),
+     "imagesTr/case_001.nii.gz", "rename it case_001_0000.nii.gz"),
     (lambda f: write_image(f / "imagesTr" / "case_001_0001.nii.gz", np.zeros((40, 48), np.float32)),
      "imagesTr/case_001_0001.nii.gz", "channel 0001"),
     (lambda f: write_json(f, {"0": "MR"}, 4, ".nii.gz"), "dataset.json", "numTraining is 4"),
@@ -107,18 +108,20 @@ def test_header_level_problems_name_the_file(tmp_path, damage, culprit, phrase):
     assert problems[0].startswith(str(folder / culprit) + ":")
 
 
-def test_truncated_png_and_all_problems_together(tmp_path):
+def test_truncated_files_and_all_problems_together(tmp_path):
     folder = make_dataset(tmp_path)
     truncate(folder / "imagesTr" / "case_000_0000.nii.gz")
     write_image(folder / "imagesTr" / "case_002_0001.nii.gz", np.zeros((40, 48), np.float32))
     assert len(problems_of(folder)) == 2  # collected, not the first only
-    image = tmp_path / "x.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64)).astype(np.uint8)).save(image)
     from nnsam2.nnunet.image_files import ImageFileError, check_complete
-    check_complete(str(image))
-    truncate(image)
-    with pytest.raises(ImageFileError, match="x.png: file is truncated"):
-        check_complete(str(image))
+    grey = np.random.default_rng(1).integers(0, 255, (64, 64)).astype(np.uint8)  # (H, W)
+    Image.fromarray(grey).save(tmp_path / "x.png")
+    write_image(tmp_path / "x.nii", grey)
+    for name in ("x.png", "x.nii"):
+        check_complete(str(tmp_path / name))
+        truncate(tmp_path / name)
+        with pytest.raises(ImageFileError, match=f"{name}: file is truncated"):
+            check_complete(str(tmp_path / name))
 
 
 def test_voxel_level_problems_with_the_flag(tmp_path):

@@ -6,6 +6,7 @@ too, cheaply: the gzip trailer of a NIfTI records its uncompressed size, which t
 an uncompressed NIfTI must be at least that long; a PNG must end with its IEND chunk. Only when the
 cheap test disagrees is the gzip stream decompressed to the end to decide.
 """
+import gzip
 import os
 import struct
 import zlib
@@ -15,6 +16,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES = 348, 540
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -50,10 +52,10 @@ def check_complete(path: str) -> None:
     """Raise an ImageFileError if ``path`` is cut short (NIfTI, gzip, PNG); other formats pass."""
     name = path.lower()
     if name.endswith((".nii", ".nii.gz")):
-        expected = _nifti_size(path)
-        if name.endswith(".nii") and os.path.getsize(path) < expected:
+        expected, isize = _nifti_size(path), _gzip_isize(path)
+        if isize is None and os.path.getsize(path) < expected:  # uncompressed, whatever the name
             raise _truncated(path, f"{os.path.getsize(path)} bytes, the header needs {expected}")
-        if name.endswith(".gz") and _gzip_isize(path) != expected % 2 ** 32:
+        if isize is not None and isize != expected % 2 ** 32:
             _check_gzip_stream(path)  # a multi-member gzip may still be fine
     elif name.endswith(".gz"):
         _check_gzip_stream(path)
@@ -67,12 +69,21 @@ def check_complete(path: str) -> None:
 def _nifti_size(path: str) -> int:
     """Bytes of the uncompressed NIfTI file: header, extensions and voxel data."""
     import nibabel
+    opener = open if _gzip_isize(path) is None else gzip.open  # readers ignore a wrong suffix
     try:
-        proxy = nibabel.load(path).dataobj  # reads the header only
-    except Exception as e:  # nibabel raises several types for damaged headers
+        with opener(path, "rb") as f:
+            block = f.read(NIFTI2_HEADER_BYTES)
+        sizeof_hdr = struct.unpack("<i", block[:4])[0]
+        if sizeof_hdr not in (NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES):
+            sizeof_hdr = struct.unpack(">i", block[:4])[0]  # big-endian file
+        nifti2 = sizeof_hdr == NIFTI2_HEADER_BYTES
+        header = (nibabel.Nifti2Header if nifti2 else nibabel.Nifti1Header)(block[:sizeof_hdr])
+        shape, dtype = header.get_data_shape(), header.get_data_dtype()
+    except Exception as e:  # gzip, struct and nibabel raise several types for damaged headers
         raise ImageFileError(f"{path}: cannot read the NIfTI header ({_last_line(e)}); replace "
                              f"the file with a readable copy") from e
-    return int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+    offset = max(int(header.get_data_offset()), sizeof_hdr + 4)  # + 4 extension flag bytes
+    return offset + int(np.prod(shape)) * dtype.itemsize
 
 
 def _gzip_isize(path: str) -> Optional[int]:

@@ -25,7 +25,9 @@ def planned_configurations(dataset: str, plans: str) -> List[str]:
 def trained_models(dataset: str) -> List[str]:
     """Model folder names (TRAINER__PLANS__CONFIGURATION) under nnUNet_results/dataset."""
     folder = os.path.join(os.environ.get("nnUNet_results", ""), dataset)
-    return sorted(d for d in os.listdir(folder) if d.count("__") == 2) if os.path.isdir(folder) else []
+    if not os.path.isdir(folder):
+        return []
+    return sorted(d for d in os.listdir(folder) if d.count("__") == 2)
 
 
 def no_model_message(folder: str, dataset: str, dataset_arg: str, configuration: str,
