@@ -72,6 +72,7 @@ def _check_headers(cases: dict, num_channels: int, natural: bool) -> Tuple[List[
             clean.append(files)
     return clean, problems + dimension_problems(references)
 
+
 def reader_class(ds: dict, folder: str):
     """nnU-Net's reader class for the dataset (by file ending or dataset.json's override)."""
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
