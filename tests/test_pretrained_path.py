@@ -2,6 +2,7 @@
 any autocast, safe checkpoint loading, the frozen-weight store, checkpoint fallback, plans."""
 import inspect
 import json
+import os
 import pickle
 
 import numpy as np
@@ -232,3 +233,12 @@ def test_trainer_names_are_explicit_and_findable():
     demo = recursive_find_trainer_class_by_name("SAM2DualAdapterTrainer_CPUDemo")
     assert demo.__module__ == "nnsam2.nnunet.demo_trainer"
     assert "CPUDemo" not in inspect.getsource(inspect.getmodule(BASE_TRAINERS[0]))
+
+
+def test_methods_table_is_generated_from_the_code():
+    from nnsam2.benchmark.trainable_table import BEGIN, END, table
+    methods = open(os.path.join(os.path.dirname(__file__), "..", "documentation",
+                                "methods.md")).read()
+    documented = methods[methods.index(BEGIN):methods.index(END)].splitlines()
+    for row in table(BASE_TRAINERS, sizes=("tiny",)).splitlines()[2:]:  # the tiny column
+        assert any(line.startswith(row[:-1]) for line in documented), row

@@ -89,18 +89,22 @@ def test_tampered_store_is_refused(tiny_workspace, tmp_path):
     folder = model_folder(root, "SAM2SmokeTrainer_LW")
     if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
         train(env, "SAM2SmokeTrainer_LW")
-    store = next(folder.glob("sam2_frozen_*.pt"))
-    payload = torch.load(store, weights_only=True)
+    name = next(folder.glob("sam2_frozen_*.pt")).name
+    # the same frozen SAM2 is stored in every model folder trained from it: damage every copy
+    copies = list((root / "nnUNet_results").glob(f"*/*/{name}"))
+    backups = {p: p.read_bytes() for p in copies}
+    payload = torch.load(copies[0], weights_only=True)
     key = next(iter(payload["tensors"]))
     payload["tensors"][key] = payload["tensors"][key] + 1
-    backup = store.read_bytes()
     try:
-        torch.save(payload, store)
+        for path in copies:
+            torch.save(payload, path)
         raw = root / "nnUNet_raw" / "Dataset990_Demo2D" / "imagesTs"
         r = run("nnsam2_predict", "-i", str(raw), "-o", str(tmp_path / "out"), "-d", "990",
                 "-tr", "SAM2SmokeTrainer_LW", "-f", "0", "-device", "cpu", env=env, ok=False)
     finally:
-        store.write_bytes(backup)
+        for path, content in backups.items():
+            path.write_bytes(content)
     assert r.returncode == 1 and "SHA-256" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -34,7 +34,7 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
                          check_dataset_integrity=False, clean=clean, verbose=verbose)
     for d in ids:
         nnSAM2Planner(d, gpu_memory_target, plans_name=plans_name, sam2_size=sam2_size,
-                      patch_size=patch_size).plan_experiment()
+                      patch_size=patch_size, clean=clean).plan_experiment()
     if not no_pp:
         for d, name in zip(ids, names):
             with _removed_if_interrupted(_output_folders(name, plans_name, configurations)):

@@ -9,6 +9,7 @@ from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use
 from nnsam2.nnunet.input_check import check_input_folder, check_output_folder
 from nnsam2.nnunet.model_lookup import no_model_message
 from nnsam2.nnunet.planner import PLANS_NAME
+from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
 
 
 def model_folder_and_folds(a):
@@ -36,6 +37,8 @@ def predict(a) -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from nnsam2.nnunet.predictor import SAM2Predictor
     use_nnsam2_trainers()
+    if a.allow_pickle:
+        os.environ[ENV_ALLOW_PICKLE] = "1"
     folder, folds = model_folder_and_folds(a)
     plans = PlansManager(os.path.join(folder, "plans.json"))
     dataset_json = load_json(os.path.join(folder, "dataset.json"))
@@ -71,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-npp", type=int, default=3, help="processes for preprocessing")
     p.add_argument("-nps", type=int, default=3, help="processes for export")
     p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"])
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load checkpoints with full unpickling (runs code inside them): only for "
+                        "trusted legacy model folders that the safe loader refuses")
     p.add_argument("--verbose", action="store_true")
     return p
 

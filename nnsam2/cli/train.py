@@ -8,7 +8,9 @@ import torch
 from nnsam2.cli.common import run_cli
 from nnsam2.nnunet import init_policy
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
+from nnsam2.nnunet.checkpointing import ENV_RESUME
 from nnsam2.nnunet.planner import PLANS_NAME
+from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
 
 
 def _check_before_start(a) -> None:
@@ -36,10 +38,21 @@ def _check_before_start(a) -> None:
     resuming = (a.c and _has_checkpoint(name, a)) or a.val
     if resuming:
         _restore_train_all(name, a)
+    if a.pretrained_weights:
+        _check_pretrained(a)
     if not (resuming or a.pretrained_weights):
         policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
         if policy.mode == "checkpoint":
             _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
+
+
+def _check_pretrained(a) -> None:
+    """Refuse before training starts: --c together with it, or a file that is unsafe/unreadable."""
+    from nnsam2.nnunet.safe_load import load_nnunet_checkpoint
+    if a.c:
+        raise UsageError("-pretrained_weights only starts a training; it cannot be combined "
+                         "with --c (which continues one)")
+    load_nnunet_checkpoint(a.pretrained_weights)
 
 
 def _check_fold(preprocessed_folder: str, fold: str) -> None:
@@ -105,14 +118,16 @@ def train(a) -> None:
             raise FileNotFoundError(f"--sam2-checkpoint {a.sam2_checkpoint} does not exist")
         os.environ[init_policy.ENV_CHECKPOINT] = os.path.abspath(a.sam2_checkpoint)
     for flag, env in ((a.random_init, init_policy.ENV_RANDOM_INIT),
-                      (a.train_all, init_policy.ENV_TRAIN_ALL),
-                      (bool(a.pretrained_weights), init_policy.ENV_PRETRAINED)):
+                      (a.train_all, init_policy.ENV_TRAIN_ALL), (a.c, ENV_RESUME),
+                      (a.allow_pickle, ENV_ALLOW_PICKLE)):
         if flag:
             os.environ[env] = "1"
+    if a.pretrained_weights:  # loaded by our trainer (nnU-Net's loader cannot map SAM2 models)
+        os.environ[init_policy.ENV_PRETRAINED] = os.path.abspath(a.pretrained_weights)
     _check_before_start(a)
     if a.device == "cpu":
         torch.set_num_threads(multiprocessing.cpu_count())
-    run_training(a.dataset, a.configuration, a.fold, a.tr, a.p, a.pretrained_weights, a.num_gpus,
+    run_training(a.dataset, a.configuration, a.fold, a.tr, a.p, None, a.num_gpus,
                  a.npz, a.c, a.val, a.disable_checkpointing, a.val_best,
                  device=torch.device(a.device))
 
@@ -130,7 +145,12 @@ def parser() -> argparse.ArgumentParser:
                    help="train without pretrained SAM2 weights, on purpose (tests, demos)")
     p.add_argument("--train-all", action="store_true",
                    help="train every parameter, not only adapters/PEG/decoder (random-init demos)")
-    p.add_argument("-pretrained_weights", help="nnU-Net checkpoint to start from")
+    p.add_argument("-pretrained_weights",
+                   help="checkpoint of an nnsam2 model (any dataset, same SAM2 size) to start from: "
+                        "every tensor that fits is loaded, the class parts only for the same labels")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load checkpoints with full unpickling (runs code inside them): only for "
+                        "trusted legacy files that the safe loader refuses")
     p.add_argument("-num_gpus", type=int, default=1)
     p.add_argument("--npz", action="store_true", help="save validation probabilities")
     p.add_argument("--c", action="store_true", help="continue from the latest checkpoint")

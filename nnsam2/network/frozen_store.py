@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
+from nnsam2.network.checkpoint import CheckpointError
 from nnsam2.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _search_folders: List[str] = []
 _cache: Dict[str, Dict[str, torch.Tensor]] = {}  # sha256 -> tensors (folds share them)
 
 
-class FrozenStoreError(ValueError):
+class FrozenStoreError(CheckpointError):
     """A lean checkpoint whose frozen weights cannot be found or do not match their hash."""
 
 
