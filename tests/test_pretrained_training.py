@@ -32,6 +32,7 @@ def tiny_workspace(tmp_path_factory, official_tiny):
             "64", "-np", "1", "-npfp", "1", env=env)
     env["nnSAM2_checkpoint"] = str(official_tiny[0])
     env["SMOKE_SKIP_VALIDATION"] = "1"
+    env["nnUNet_n_proc_DA"] = "0"  # training starts no augmentation workers (planning needs >0)
     return root, env
 
 
@@ -155,7 +156,7 @@ def test_finetune_on_another_label_set(tiny_workspace):
         train(env, "SAM2SmokeTrainer")
     binary_demo_dataset(root / "nnUNet_raw", 992)
     run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "tiny", "--patch-size", "64",
-        "64", "-np", "1", "-npfp", "1", env=env)
+        "64", "-np", "1", "-npfp", "1", env={**env, "nnUNet_n_proc_DA": "1"})
     source = source_folder / "fold_0" / "checkpoint_final.pth"
     train(env, "SAM2SmokeTrainer", "all", "-pretrained_weights", str(source), dataset="992")
     fold = next((root / "nnUNet_results").glob("Dataset992_*")) / \
