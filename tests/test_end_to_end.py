@@ -69,14 +69,23 @@ def workspace_env(root: Path):
     return root, env
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A planned and preprocessed demo dataset, plus a folder with small smoke trainers."""
-    root, env = workspace_env(tmp_path_factory.mktemp("e2e"))
-    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=6, num_test=2)
+def planned_workspace(root: Path, num_train: int = 6, num_test: int = 2, **trainer_files: str):
+    """:func:`workspace_env` with extra trainer files (name: source) and a demo dataset planned
+    and preprocessed for the toy SAM2 size; returns (root, env)."""
+    root, env = workspace_env(root)
+    for name, source in trainer_files.items():
+        (root / "trainers" / f"{name}.py").write_text(source)
+    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=num_train,
+                          num_test=num_test)
     run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "--patch-size", "64",
         "64", "-np", "1", "-npfp", "1", env=env)
     return root, env
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A planned and preprocessed demo dataset, plus a folder with small smoke trainers."""
+    return planned_workspace(tmp_path_factory.mktemp("e2e"))
 
 
 def model_folder(root, trainer):

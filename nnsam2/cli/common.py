@@ -6,15 +6,20 @@ from typing import Callable
 from nnsam2.network.checkpoint import CheckpointError
 from nnsam2.nnunet.environment import UsageError
 from nnsam2.nnunet.init_policy import MissingCheckpointError
+from nnsam2.utils.process_guard import guarded
 
 USER_ERRORS = (UsageError, CheckpointError, MissingCheckpointError, FileNotFoundError)
 
 
 def run_cli(prog: str, fn: Callable[[], None]) -> None:
-    """Run ``fn``; a user error prints ``prog: error: ...`` and exits with status 1."""
+    """Run ``fn``; a user error prints ``prog: error: ...`` and exits with status 1.
+
+    Its worker processes are stopped with it, even when it is killed (see process_guard).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        fn()
+        with guarded(prog):
+            fn()
     except USER_ERRORS as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -11,6 +11,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnsam2.network import frozen_store
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.nnunet import checkpointing
+from nnsam2.nnunet import safe_export
 from nnsam2.nnunet.trainers import unwrap
 
 
@@ -64,3 +65,23 @@ class SAM2Predictor(nnUNetPredictor):
         if merged:
             print(f"nnsam2: merged {merged} LoRA layers into their base weights for inference "
                   f"({len(prepared)} fold(s))")
+
+    @property
+    def plans_manager(self):
+        return self._plans_manager
+
+    @plans_manager.setter
+    def plans_manager(self, plans_manager) -> None:
+        # whoever sets it, the export workers get writers that never leave a truncated file
+        self._plans_manager = safe_export.with_atomic_export(plans_manager)
+
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder,
+                                       output_folder_or_list_of_truncated_output_files,
+                                       folder_with_segs_from_prev_stage=None, overwrite=True,
+                                       part_id=0, num_parts=1, save_probabilities=False):
+        """nnU-Net's cases to predict, with what killed writes left of them removed first."""
+        lists = super()._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+            folder_with_segs_from_prev_stage, overwrite, part_id, num_parts, save_probabilities)
+        safe_export.prepare_outputs(lists[1], self.dataset_json["file_ending"], save_probabilities)
+        return lists
