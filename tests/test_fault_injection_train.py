@@ -4,10 +4,9 @@ import textwrap
 
 import pytest
 
-from dataset_conversion.demo_dataset import generate_demo_dataset
 from nnsam2.nnunet.checkpointing import CHECKPOINT_NAMES
 from nnsam2.nnunet.safe_load import load_nnunet_checkpoint
-from tests.test_end_to_end import model_folder, run, workspace_env
+from tests.test_end_to_end import model_folder, planned_workspace, run
 
 FAULTY_TRAINER = textwrap.dedent('''
     import os
@@ -51,11 +50,8 @@ FAULTY_TRAINER = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def faulty_workspace(tmp_path_factory):
-    root, env = workspace_env(tmp_path_factory.mktemp("faults"))
-    (root / "trainers" / "faulty_trainers.py").write_text(FAULTY_TRAINER)
-    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=5, num_test=1)
-    run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "--patch-size", "64",
-        "64", "-np", "1", "-npfp", "1", env=env)
+    root, env = planned_workspace(tmp_path_factory.mktemp("faults"), num_train=5, num_test=1,
+                                  faulty_trainers=FAULTY_TRAINER)
     env["nnUNet_n_proc_DA"] = "0"  # training starts no augmentation workers (planning needs >0)
     return root, env
 

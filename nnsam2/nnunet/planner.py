@@ -75,7 +75,8 @@ class nnSAM2Planner(ExperimentPlanner):
         if len(spacing) != 2:
             # nnU-Net's plan_experiment asks for 3D plans too: answer without planning a 3D
             # U-Net (a whole-image "patch" also makes it skip 3d_lowres); save_plans drops it.
-            return {"spacing": list(spacing), "patch_size": [int(s) for s in median_shape]}
+            return {"spacing": np.array(spacing, dtype=float),
+                    "patch_size": [int(s) for s in median_shape]}
         plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
                                                    approximate_n_voxels_dataset, _cache)
         patch = round_patch(self.sam2_patch_size or plan["patch_size"])
