@@ -105,6 +105,8 @@ def nnunet_like_checkpoint(net):
 
 
 class WritesAFile:
+    """Unpickling this runs ``open(path, 'w')``: what a malicious checkpoint would do."""
+
     def __init__(self, path):
         self.path = path
 

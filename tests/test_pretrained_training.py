@@ -16,6 +16,7 @@ from nnsam2.network.checkpoint import canonical_name
 from nnsam2.nnunet.finetune import is_class_part
 from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
 from tests.test_end_to_end import model_folder, run, workspace_env
+from tests.test_pretrained_path import WritesAFile
 
 TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
             "SAM2SmokeTrainer_Vanilla", "SAM2SmokeTrainer_FullDecoder")
@@ -109,16 +110,6 @@ def test_tampered_store_is_refused(tiny_workspace, tmp_path):
     assert r.returncode == 1 and "SHA-256" in r.stderr and "Traceback" not in r.stderr
 
 
-class _WritesAFile:
-    """Unpickling this runs ``open(path, 'w')``: what a malicious checkpoint would do."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
     root, env = tiny_workspace
     folder = model_folder(root, "SAM2SmokeTrainer_LoRA")
@@ -130,7 +121,7 @@ def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
         (evil_folder / name).write_bytes((folder / name).read_bytes())
     marker = tmp_path / "pwned"
     ckpt = load_nnunet_checkpoint(folder / "fold_0" / "checkpoint_final.pth")
-    ckpt["logging"] = _WritesAFile(str(marker))
+    ckpt["logging"] = WritesAFile(str(marker))
     evil = evil_folder / "fold_0" / "checkpoint_final.pth"
     torch.save(ckpt, evil, pickle_module=pickle)
     raw = root / "nnUNet_raw" / "Dataset990_Demo2D" / "imagesTs"
