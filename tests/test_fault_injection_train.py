@@ -56,34 +56,37 @@ def faulty_workspace(tmp_path_factory):
     return root, env
 
 
-@pytest.mark.parametrize("die_at,resume_epoch", [("write:2", 1), ("step:2", 2)])
-def test_killed_training_resumes_from_a_readable_checkpoint(faulty_workspace, die_at,
-                                                            resume_epoch):
-    root, env = faulty_workspace
-    fold = model_folder(root, "SAM2FaultyTrainer") / "fold_0"
-    for name in CHECKPOINT_NAMES:  # each case starts a fresh training
-        (fold / name).unlink(missing_ok=True)
-    command = ["nnsam2_train", "990", "2d", "0", "-tr", "SAM2FaultyTrainer", "-device", "cpu",
-               "--random-init"]
-    died = run(*command, env={**env, "DIE_AT": die_at}, ok=False)
-    assert died.returncode == 3
-    latest = load_nnunet_checkpoint(fold / "checkpoint_latest.pth")  # intact, not half-written
-    assert latest["current_epoch"] == resume_epoch
-    resumed = run(*command, "--c", env=env)
-    assert f"checkpoint_latest.pth (epoch {resume_epoch})" in resumed.stdout
-    assert load_nnunet_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 3
+COMMAND = ["nnsam2_train", "990", "2d", "0", "-tr", "SAM2FaultyTrainer", "-device", "cpu",
+           "--random-init"]
 
 
-def test_damaged_latest_checkpoint_falls_back(faulty_workspace):
-    root, env = faulty_workspace
+def die(root, env, die_at):
+    """A fresh training of the faulty trainer, killed at ``die_at``; returns its fold folder."""
     fold = model_folder(root, "SAM2FaultyTrainer") / "fold_0"
     for name in CHECKPOINT_NAMES:
         (fold / name).unlink(missing_ok=True)
-    command = ["nnsam2_train", "990", "2d", "0", "-tr", "SAM2FaultyTrainer", "-device", "cpu",
-               "--random-init"]
-    run(*command, env={**env, "DIE_AT": "step:2"}, ok=False)
+    assert run(*COMMAND, env={**env, "DIE_AT": die_at}, ok=False).returncode == 3
+    return fold
+
+
+def test_killed_inside_a_checkpoint_write(faulty_workspace):
+    root, env = faulty_workspace
+    fold = die(root, env, "write:2")  # dies writing epoch 2's checkpoint_latest
+    latest = load_nnunet_checkpoint(fold / "checkpoint_latest.pth")  # intact, not half-written
+    assert latest["current_epoch"] == 1
+    resumed = run(*COMMAND, "--c", env=env)
+    assert "checkpoint_latest.pth (epoch 1)" in resumed.stdout
+    assert load_nnunet_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 3
+
+
+def test_killed_in_a_step_then_damaged_latest_falls_back(faulty_workspace):
+    root, env = faulty_workspace
+    fold = die(root, env, "step:2")  # dies in epoch 2's first training step
+    assert load_nnunet_checkpoint(fold / "checkpoint_latest.pth")["current_epoch"] == 2
+    best_epoch = load_nnunet_checkpoint(fold / "checkpoint_best.pth")["current_epoch"]
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # what a non-atomic writer leaves
-    resumed = run(*command, "--c", env=env)
-    assert "checkpoint_latest.pth cannot be read" in resumed.stdout + resumed.stderr
-    assert "continuing from" in resumed.stdout + resumed.stderr
+    resumed = run(*COMMAND, "--c", env=env)
+    output = resumed.stdout + resumed.stderr
+    assert "checkpoint_latest.pth cannot be read" in output
+    assert f"checkpoint_best.pth (epoch {best_epoch}) instead" in output
     assert load_nnunet_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 3

@@ -1,19 +1,17 @@
 """The pretrained path through the real commands, with an official-format SAM2.1 tiny checkpoint:
 frozen stays frozen for every trainer, checkpoints are lean and loaded safely, fine-tuning across
 datasets with another label set."""
-import json
 import os
 import pickle
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 
 from dataset_conversion.demo_dataset import generate_demo_dataset
-from nnsam2.network import frozen_store
+from nnsam2.network import build_network, frozen_store
 from nnsam2.network.checkpoint import canonical_name
-from nnsam2.nnunet.finetune import is_class_part
+from nnsam2.nnunet.finetune import is_class_part, load_nnsam2_pretrained
+from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
 from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
 from tests.test_end_to_end import model_folder, run, workspace_env
 from tests.test_pretrained_path import WritesAFile
@@ -25,12 +23,11 @@ FULL_DECODER = ("SAM2SmokeTrainer_FullDecoder",)
 
 @pytest.fixture(scope="module")
 def tiny_workspace(tmp_path_factory, official_tiny):
-    """Two planned demo datasets (3 and 2 classes) with SAM2 tiny plans."""
+    """A planned demo dataset with SAM2 tiny plans and the official-format checkpoint set."""
     root, env = workspace_env(tmp_path_factory.mktemp("pretrained"))
     generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=5, num_test=1)
-    for d in ("990",):
-        run("nnsam2_plan_and_preprocess", "-d", d, "--sam2-size", "tiny", "--patch-size", "64",
-            "64", "-np", "1", "-npfp", "1", env=env)
+    run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "tiny", "--patch-size", "64",
+        "64", "-np", "1", "-npfp", "1", env=env)
     env["nnSAM2_checkpoint"] = str(official_tiny[0])
     env["SMOKE_SKIP_VALIDATION"] = "1"
     env["nnUNet_n_proc_DA"] = "0"  # training starts no augmentation workers (planning needs >0)
@@ -140,35 +137,35 @@ def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-def test_finetune_on_another_label_set(tiny_workspace):
-    root, env = tiny_workspace
-    source_folder = model_folder(root, "SAM2SmokeTrainer")
-    if not (source_folder / "fold_0" / "checkpoint_final.pth").is_file():
+def trained_source(root, env):
+    folder = model_folder(root, "SAM2SmokeTrainer")
+    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
         train(env, "SAM2SmokeTrainer")
-    binary_demo_dataset(root / "nnUNet_raw", 992)
-    run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "tiny", "--patch-size", "64",
-        "64", "-np", "1", "-npfp", "1", env={**env, "nnUNet_n_proc_DA": "1"})
-    source = source_folder / "fold_0" / "checkpoint_final.pth"
-    train(env, "SAM2SmokeTrainer", "all", "-pretrained_weights", str(source), dataset="992")
-    fold = next((root / "nnUNet_results").glob("Dataset992_*")) / \
-        "SAM2SmokeTrainer__nnSAM2Plans__2d" / "fold_all"
+    return folder / "fold_0" / "checkpoint_final.pth"
+
+
+def test_finetune_through_the_command(tiny_workspace):
+    root, env = tiny_workspace
+    source = trained_source(root, env)
+    train(env, "SAM2SmokeTrainer", "all", "-pretrained_weights", str(source))
+    fold = model_folder(root, "SAM2SmokeTrainer") / "fold_all"
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert "pretrained nnsam2 model" in log and "class part of another label set" in log
-    assert "initialised from" in log and "sam2.1_hiera_tiny.pt" in log
+    assert f"pretrained nnsam2 model {source}: {len(full_weights(source.parent))} tensors loaded" \
+        in log
+    assert "hypernetwork MLPs: loaded" in log
+
+
+def test_finetune_on_another_label_set(tiny_workspace, official_tiny):
+    """Class parts of another label set start as from SAM2; everything else is the source's."""
+    root, env = tiny_workspace
+    source = trained_source(root, env)
     theirs = full_weights(source.parent)
-    expected = len([k for k in theirs if not is_class_part(k)])  # same size and adapter
-    assert f"{expected} tensors loaded" in log
-    assert full_weights(fold)["sam_mask_decoder.mask_tokens.weight"].shape[0] == 2
-
-
-def binary_demo_dataset(raw_root, dataset_id):
-    """The demo dataset with lesion merged into organ: another label set (2 classes)."""
-    folder = generate_demo_dataset(raw_root, dataset_id=dataset_id, dim=2, num_train=5, num_test=1)
-    for path in (folder / "labelsTr").glob("*.nii.gz"):
-        image = sitk.ReadImage(str(path))
-        merged = sitk.GetImageFromArray(np.minimum(sitk.GetArrayFromImage(image), 1))
-        merged.CopyInformation(image)
-        sitk.WriteImage(merged, str(path))
-    meta = json.loads((folder / "dataset.json").read_text())
-    meta["labels"] = {"background": 0, "organ": 1}
-    (folder / "dataset.json").write_text(json.dumps(meta))
+    net = build_network(1, 2, size="tiny", adapter=SAM2DualAdapterTrainer.adapter_cfg())
+    report = load_nnsam2_pretrained(net, source, str(official_tiny[0]))
+    assert len(report.loaded) == len([k for k in theirs if not is_class_part(k)])
+    assert "class part of another label set" in report.summary()
+    ours = net.state_dict()
+    up = "image_encoder.trunk.inner.blocks.0.adapter.up.weight"  # trained in the source
+    assert theirs[up].abs().sum() > 0 and torch.equal(ours[up], theirs[up])
+    official_tokens = official_tiny[1]["sam_mask_decoder.mask_tokens.weight"]
+    assert torch.equal(ours["sam_mask_decoder.mask_tokens.weight"], official_tokens[:2])
