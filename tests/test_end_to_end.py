@@ -142,10 +142,11 @@ def test_lw_model_is_reparameterised_and_plain_nnunet_predict_works(workspace, t
     raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
     run("nnsam2_train", "990", "2d", "0", "-tr", "SAM2SmokeTrainer_LW", "-device", "cpu",
         "--random-init", env=env)
-    args = ["-i", str(raw / "imagesTs"), "-d", "990", "-tr", "SAM2SmokeTrainer_LW", "-f", "0",
-            "-device", "cpu", "-npp", "1", "-nps", "1", "-p", "nnSAM2Plans", "-c", "2d",
-            "--disable_tta"]
-    ours = run("nnsam2_predict", "-o", str(tmp_path / "ours"), *args, env=env)
+    common = ["-i", str(raw / "imagesTs"), "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
+              "--disable_tta"]
+    args = [*common, "-d", "990", "-tr", "SAM2SmokeTrainer_LW", "-p", "nnSAM2Plans", "-c", "2d"]
+    ours = run("nnsam2_predict", "-o", str(tmp_path / "ours"), *common, "-m",  # model-folder mode
+               str(model_folder(root, "SAM2SmokeTrainer_LW")), env=env)
     assert "re-parameterised" in ours.stdout
     ext = os.pathsep.join([str(Path(__file__).parents[1] / "nnsam2" / "nnunet" / "ext_trainers"),
                            env["nnUNet_extTrainer"]])

@@ -17,7 +17,8 @@ def find_best(a) -> None:
     name = dataset_name(a.dataset)
     models = dumb_trainer_config_plans_to_trained_models_dict(a.tr, a.c, a.p)
     find_best_configuration(name, models, allow_ensembling=not a.disable_ensembling,
-                            num_processes=a.np, overwrite=True, folds=a.f, strict=True)
+                            num_processes=a.np, overwrite=not a.no_overwrite, folds=a.f,
+                            strict=True)
     print(f"\nThe instructions above use nnU-Net's own commands; they find nnsam2's trainers when\n"
           f"  export nnUNet_extTrainer={EXT_TRAINER_DIR}\n"
           f"is set. nnsam2_predict takes the same -d/-c/-tr/-p/-f arguments and needs no export.\n"
@@ -25,7 +26,7 @@ def find_best(a) -> None:
           f"/inference_instructions.txt")
 
 
-def main(argv=None) -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnsam2_find_best_configuration", description=__doc__)
     p.add_argument("dataset", help="dataset name or id")
     p.add_argument("-tr", nargs="+", default=["SAM2DualAdapterTrainer"], help="trainers")
@@ -34,5 +35,11 @@ def main(argv=None) -> None:
     p.add_argument("-f", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds")
     p.add_argument("-np", type=int, default=4, help="processes")
     p.add_argument("--disable_ensembling", action="store_true")
-    a = p.parse_args(argv)
+    p.add_argument("--no_overwrite", action="store_true",
+                   help="reuse existing ensemble predictions and evaluations (nnU-Net's flag)")
+    return p
+
+
+def main(argv=None) -> None:
+    a = parser().parse_args(argv)
     run_cli("nnsam2_find_best_configuration", lambda: find_best(a))

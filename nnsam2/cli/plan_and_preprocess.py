@@ -5,7 +5,7 @@ import logging
 import os
 import shutil
 
-from nnsam2.cli.common import run_cli
+from nnsam2.cli.common import run_cli, show_progress
 from nnsam2.network.configs import SIZES
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env
 from nnsam2.nnunet.planner import PLANS_NAME, nnSAM2Planner
@@ -17,11 +17,21 @@ logger = logging.getLogger(__name__)
 def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
                         gpu_memory_target=8.0, configurations=("2d",), num_processes=(4,),
                         num_processes_fingerprint=4, verify_dataset_integrity=False,
-                        clean=False, no_pp=False, plans_name=PLANS_NAME, verbose=False) -> None:
+                        clean=False, no_pp=False, plans_name=PLANS_NAME, verbose=False,
+                        planner="nnSAM2Planner", preprocessor_name="DefaultPreprocessor",
+                        overwrite_target_spacing=None,
+                        fingerprint_extractor="DatasetFingerprintExtractor",
+                        progress_bar=True) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
     require_env("nnUNet_raw", "nnUNet_preprocessed")
     if "__" in plans_name:
         raise UsageError(f"plans name {plans_name!r} must not contain '__' (nnU-Net splits on it)")
+    if planner != nnSAM2Planner.__name__:
+        raise UsageError(f"-pl {planner}: nnsam2 plans with {nnSAM2Planner.__name__} only (nnU-Net's "
+                         f"planners plan U-Nets; use nnUNetv2_plan_and_preprocess for those)")
+    if overwrite_target_spacing is not None and len(overwrite_target_spacing) != 3:
+        raise UsageError(f"-overwrite_target_spacing takes 3 values (z y x, as nnU-Net), got "
+                         f"{len(overwrite_target_spacing)}")
     if any(c != "2d" for c in configurations):
         raise UsageError(f"nnsam2 plans only the '2d' configuration (3D data trains slice-wise); "
                          f"got -c {' '.join(configurations)}")
@@ -30,16 +40,19 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
         check_raw_dataset(os.path.join(os.environ["nnUNet_raw"], name),
                           full=verify_dataset_integrity, num_processes=num_processes_fingerprint)
     ids = [int(name[7:10]) for name in names]
-    extract_fingerprints(ids, num_processes=num_processes_fingerprint,
-                         check_dataset_integrity=False, clean=clean, verbose=verbose)
+    extract_fingerprints(ids, fingerprint_extractor, num_processes=num_processes_fingerprint,
+                         check_dataset_integrity=False, clean=clean, verbose=verbose,
+                         show_progress_bar=progress_bar)
     for d in ids:
-        nnSAM2Planner(d, gpu_memory_target, plans_name=plans_name, sam2_size=sam2_size,
-                      patch_size=patch_size, clean=clean).plan_experiment()
+        nnSAM2Planner(d, gpu_memory_target, preprocessor_name, plans_name,
+                      overwrite_target_spacing, sam2_size=sam2_size, patch_size=patch_size,
+                      clean=clean).plan_experiment()
     if not no_pp:
         for d, name in zip(ids, names):
             with _removed_if_interrupted(_output_folders(name, plans_name, configurations)):
                 preprocess([d], plans_name, configurations=list(configurations),
-                           num_processes=list(num_processes), verbose=verbose)
+                           num_processes=list(num_processes), verbose=verbose,
+                           show_progress_bar=progress_bar)
 
 
 def _output_folders(name: str, plans_name: str, configurations) -> list:
@@ -83,6 +96,16 @@ def parser() -> argparse.ArgumentParser:
                         "always checked")
     p.add_argument("--clean", action="store_true", help="redo the fingerprint and overwrite")
     p.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
+    p.add_argument("-pl", default="nnSAM2Planner",
+                   help="experiment planner: nnSAM2Planner (the only one; others are refused)")
+    p.add_argument("-preprocessor_name", default="DefaultPreprocessor",
+                   help="nnU-Net preprocessor class recorded in the plans")
+    p.add_argument("-overwrite_target_spacing", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                   help="target spacing instead of nnU-Net's (the 2d configuration uses Y X)")
+    p.add_argument("-fpe", default="DatasetFingerprintExtractor",
+                   help="nnU-Net fingerprint extractor class")
+    p.add_argument("--no_pbar", action="store_true",
+                   help="no progress bars (they are also off when the output is not a terminal)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -93,4 +116,6 @@ def main(argv=None) -> None:
         a.d, sam2_size=a.sam2_size, patch_size=a.patch_size, gpu_memory_target=a.gpu_memory_target,
         configurations=a.c, num_processes=a.np, num_processes_fingerprint=a.npfp,
         verify_dataset_integrity=a.verify_dataset_integrity, clean=a.clean, no_pp=a.no_pp,
-        plans_name=a.overwrite_plans_name, verbose=a.verbose))
+        plans_name=a.overwrite_plans_name, verbose=a.verbose, planner=a.pl,
+        preprocessor_name=a.preprocessor_name, overwrite_target_spacing=a.overwrite_target_spacing,
+        fingerprint_extractor=a.fpe, progress_bar=show_progress(a.no_pbar)))

@@ -5,11 +5,12 @@ import os
 
 import torch
 
-from nnsam2.cli.common import run_cli
+from nnsam2.cli.common import run_cli, show_progress
 from nnsam2.nnunet import init_policy
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
 from nnsam2.nnunet.checkpointing import ENV_RESUME
 from nnsam2.nnunet.planner import PLANS_NAME
+from nnsam2.nnunet.trainers import ENV_PROGRESS
 from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
 
 
@@ -122,6 +123,7 @@ def train(a) -> None:
                       (a.allow_pickle, ENV_ALLOW_PICKLE)):
         if flag:
             os.environ[env] = "1"
+    os.environ[ENV_PROGRESS] = "1" if show_progress(a.disable_progress_bar) else "0"
     if a.pretrained_weights:  # loaded by our trainer (nnU-Net's loader cannot map SAM2 models)
         os.environ[init_policy.ENV_PRETRAINED] = os.path.abspath(a.pretrained_weights)
     _check_before_start(a)
@@ -158,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val_best", action="store_true", help="validate with checkpoint_best")
     p.add_argument("--disable_checkpointing", action="store_true")
     p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"])
+    p.add_argument("--disable_progress_bar", action="store_true",
+                   help="no per-iteration progress bar (it is also off when the output is not a "
+                        "terminal)")
     return p
 
 

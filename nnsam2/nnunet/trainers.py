@@ -10,11 +10,13 @@ Schedule variants (``..._5epochs`` etc.) are in :mod:`nnsam2.nnunet.trainer_sche
 demo trainer in :mod:`nnsam2.nnunet.demo_trainer`.
 """
 import os
+import sys
 from dataclasses import replace
 
 import torch
 from torch import nn
 from torch._dynamo import OptimizedModule
+from tqdm import tqdm
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -24,6 +26,16 @@ from nnsam2.network.build import set_trainable
 from nnsam2.network.configs import resolve
 from nnsam2.nnunet import checkpointing, init_policy
 from nnsam2.nnunet.finetune import load_nnsam2_pretrained
+
+
+ENV_PROGRESS = "nnSAM2_progress_bar"  # "1"/"0", set by nnsam2_train (--disable_progress_bar)
+
+
+def progress_wanted() -> bool:
+    """A per-iteration bar for a person at a terminal; never in logs (nnU-Net's own commands
+    without the variable: only when stderr is a terminal)."""
+    setting = os.environ.get(ENV_PROGRESS)
+    return setting == "1" if setting is not None else sys.stderr.isatty()
 
 
 def unwrap(network: nn.Module) -> nn.Module:
@@ -140,6 +152,25 @@ class nnSAM2Trainer(nnUNetTrainer):
         if self.local_rank == 0:
             init_policy.save_record(self.output_folder, policy)
         self.print_to_log_file(init_policy.describe(policy))
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._progress = None
+        if self.local_rank == 0 and progress_wanted():
+            self._progress = tqdm(total=self.num_iterations_per_epoch, unit="it", leave=False,
+                                  desc=f"epoch {self.current_epoch}/{self.num_epochs}")
+
+    def train_step(self, batch: dict) -> dict:
+        outputs = super().train_step(batch)
+        if getattr(self, "_progress", None) is not None:
+            self._progress.set_postfix(loss=f"{outputs['loss']:.4f}", refresh=False)
+            self._progress.update()
+        return outputs
+
+    def on_train_epoch_end(self, train_outputs):
+        if getattr(self, "_progress", None) is not None:
+            self._progress.close()
+        super().on_train_epoch_end(train_outputs)
 
     def _log_network(self) -> None:
         net = unwrap(self.network)
