@@ -3,6 +3,7 @@ import argparse
 import logging
 from typing import Optional, Sequence
 
+from nnsam2.cli.common import show_progress
 from nnsam2.benchmark import ALL_VARIANTS, benchmark, format_text
 
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the full result as JSON")
     p.add_argument("--markdown", help="write the tables as Markdown")
     p.add_argument("--plot", help="write a PNG plot (latency vs GFLOPs and parameters)")
+    p.add_argument("--disable_progress_bar", action="store_true",
+                   help="no progress bar (it is also off when the output is not a terminal)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size, variants=args.variants, device=args.device,
         warmup=args.warmup, repeats=args.repeats, train=not args.no_train,
         threads=args.threads, paired=not args.no_paired, isolate=not args.in_process,
-        json_path=args.json, markdown_path=args.markdown, plot_path=args.plot)
+        json_path=args.json, markdown_path=args.markdown, plot_path=args.plot,
+        progress=show_progress(args.disable_progress_bar))
 
 
 if __name__ == "__main__":
