@@ -2,7 +2,7 @@
 
 Generates a small 2D NIfTI dataset (organ + lesion), then plans, preprocesses, trains the ``toy``
 SAM2 from random weights (every parameter trains: there are no pretrained weights here), predicts
-the held-out cases from raw NIfTI and prints Dice per class.
+the held-out cases from raw NIfTI, prints Dice per class and writes the model's HTML report.
 """
 import argparse
 import os
@@ -50,6 +50,8 @@ def run_demo(output: str = "nnsam2_demo_output", device: str = "cpu", dataset_id
     _limit_worker_processes()
     from dataset_conversion.demo_dataset import generate_demo_dataset
     from nnsam2.cli import plan_and_preprocess, predict, train
+    from nnsam2.nnunet.planner import PLANS_NAME
+    from nnsam2.report import write_report
     start = time.time()
     paths = _set_paths(output)
     banner("1/5 generating the demo dataset")
@@ -73,7 +75,10 @@ def run_demo(output: str = "nnsam2_demo_output", device: str = "cpu", dataset_id
     for label, value in dice.items():
         print(f"  {label:<12} Dice {value:.4f}")
     print(f"  mean foreground Dice {np.mean(list(dice.values())):.4f}")
+    model = os.path.join(paths["nnUNet_results"], name, f"{DEMO_TRAINER}__{PLANS_NAME}__2d")
+    report = write_report(model, os.path.join(os.path.abspath(output), "report"))
     print(f"  total time {time.time() - start:.0f} s; everything is under {os.path.abspath(output)}")
+    print(f"  model report (open it in a browser): {report}")
     return dice
 
 

@@ -12,8 +12,9 @@ import sys
 from typing import List, Optional
 
 from nnsam2.evaluation import EvaluationInputError, evaluate_folders, format_table, write_json_atomic
+from nnsam2.evaluation.report import SUMMARY_FILE
 
-DEFAULT_OUTPUT = "summary_thin_structures.json"  # nnU-Net's own evaluation writes summary.json
+DEFAULT_OUTPUT = SUMMARY_FILE
 
 
 def _ignore_label(value: str):

@@ -9,6 +9,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS = ("dice", "sensitivity", "specificity", "auc", "cldice")
+SUMMARY_FILE = "summary_thin_structures.json"  # nnU-Net's own evaluation writes summary.json
 
 
 def json_safe(obj: Any) -> Any:
