@@ -9,6 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nnsam2", "nnsam2.*", "dataset_conversion"]),
+    package_data={"nnsam2.report": ["templates/*.j2"]},
     install_requires=[
         "torch>=2.5.1",
         "torchvision>=0.20",
@@ -23,6 +24,7 @@ setup(
         "pillow",
         "matplotlib",
         "tqdm",
+        "jinja2>=3",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={
@@ -34,6 +36,7 @@ setup(
             "nnsam2_evaluate = nnsam2.cli.evaluate:main",
             "nnsam2_demo = nnsam2.cli.demo:main",
             "nnsam2_benchmark = nnsam2.cli.benchmark:main",
+            "nnsam2_report = nnsam2.cli.report:main",
             "nnsam2_convert_acdc = dataset_conversion.Dataset027_ACDC:main",
             "nnsam2_convert_synapse = dataset_conversion.Dataset111_Synapse:main",
             "nnsam2_convert_isbi2012 = dataset_conversion.Dataset112_ISBI2012:main",
