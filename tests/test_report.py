@@ -22,7 +22,7 @@ from PIL import Image
 from scipy.ndimage import binary_erosion
 
 from dataset_conversion.demo_dataset import generate_demo_dataset
-from nnsam2.report import write_report
+from nnsam2.report.build import write_report
 from nnsam2.report.layout import open_model_folder
 from nnsam2.report.overlays import best_slice
 from nnsam2.report.postprocessing import chosen_postprocessing

@@ -51,7 +51,7 @@ def run_demo(output: str = "nnsam2_demo_output", device: str = "cpu", dataset_id
     from dataset_conversion.demo_dataset import generate_demo_dataset
     from nnsam2.cli import plan_and_preprocess, predict, train
     from nnsam2.nnunet.planner import PLANS_NAME
-    from nnsam2.report import write_report
+    from nnsam2.report.build import write_report
     start = time.time()
     paths = _set_paths(output)
     banner("1/5 generating the demo dataset")

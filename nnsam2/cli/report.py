@@ -25,7 +25,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report(a) -> None:
-    from nnsam2.report import write_report
+    from nnsam2.report.layout import open_model_folder
+    open_model_folder(a.model_folder)  # a wrong path fails before the heavy imports below
+    from nnsam2.report.build import write_report
     if a.allow_pickle:
         os.environ[ENV_ALLOW_PICKLE] = "1"
     print(f"report written to {write_report(a.model_folder, a.output)}")

@@ -1,4 +1,5 @@
-"""A static HTML report of a trained model folder (``nnsam2_report``)."""
-from nnsam2.report.build import REPORT_FILE, collect_report, write_report
+"""A static HTML report of a trained model folder (``nnsam2_report``): see :mod:`.build`.
 
-__all__ = ["REPORT_FILE", "collect_report", "write_report"]
+Nothing is imported here, so that checking the model folder (:mod:`.layout`) stays light and a
+wrong path is reported before matplotlib, jinja2 and nnU-Net's evaluation are loaded.
+"""
