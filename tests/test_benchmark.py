@@ -48,10 +48,14 @@ def test_ratios_targets_and_notes(result):
     assert none_ratios and none_ratios[0]["gflops"] == pytest.approx(1.0)
     assert all(r["vs_unet"]["latency_bs1"] is not None for r in res["ratios"])
     pairs = {(p["variant"], p["reference"]): p for p in res["paired"]}
-    assert set(pairs) == {("lw_reparam", "lw"), ("lw_reparam", "none"), ("lora_merged", "lora")}
-    assert all(p["bs1"]["median"] > 0 and p["bsN"]["n"] >= 2 for p in pairs.values())
+    assert set(pairs) == {("lw_reparam", "lw"), ("lw_reparam", "none"), ("lora_merged", "lora"),
+                          ("hp", "none")}
+    assert pairs["hp", "none"]["train_bsN"]["n"] >= 2 and "bs1" not in pairs["hp", "none"]
+    assert all(p["bs1"]["median"] > 0 and p["bsN"]["n"] >= 2 for k, p in pairs.items()
+               if k != ("hp", "none"))
     targets = {t["target"]: t for t in res["targets"]}
     assert targets["lw_reparam / none latency, batch 1"]["paired"] is not None
+    assert targets["hp / none training step, batch N"]["paired"] == pairs["hp", "none"]["train_bsN"]
     # measured (not "n/a"); which of the three depends on timing, which tests do not assert
     assert targets["lora_merged / lora latency, batch N"]["status"] in ("PASS", "WITHIN NOISE",
                                                                         "MISS")

@@ -1,12 +1,13 @@
 """Ratios between rows of one run and the issue's targets, checked on the measured medians."""
 from typing import Dict, List, Optional
 
-from nnsam2.benchmark.paired import PAIRS
+from nnsam2.benchmark.paired import PAIRS, TRAIN_PAIRS
 from nnsam2.benchmark.variants import TRAINING_FORM
 
 METRICS = ("latency_bs1", "latency_bsN", "train_step", "gflops", "params", "trainable",
            "peak_infer_mib", "peak_train_mib")
 LW_REPARAM_MAX_OVERHEAD = 1.05  # lw_reparam latency <= 1.05 x none (same size and patch)
+HP_TRAIN_MAX_RATIO = 2.0  # hp training step <= 2.0 x none's (issue 13)
 
 
 def metric(row: Optional[dict], name: str) -> Optional[float]:
@@ -63,14 +64,25 @@ def _target(name: str, row: dict, measured: Optional[float], threshold: float) -
 def _paired(paired: List[dict], a: str, b: str, row: dict, key: str) -> Optional[dict]:
     for p in paired:
         if (p["variant"], p["reference"], p["size"]) == (a, b, row["size"]) and (
-                tuple(p["patch"]) == tuple(row["patch"])) and not p.get("error"):
+                tuple(p["patch"]) == tuple(row["patch"])) and key in p and not p.get("error"):
             return p[key]
     return None
 
 
-def _latency_targets(rows: List[dict], paired: List[dict]) -> List[dict]:
+def _paired_check(name: str, row: dict, other: dict, metric_name: str, pair: Optional[dict],
+                  limit: float) -> dict:
+    """A target measured by the paired ratio where one was measured, else the separate one."""
+    separate = ratio(metric(row, metric_name), metric(other, metric_name))
+    check = _target(name, row, pair["median"] if pair else separate, limit)
+    if pair and check["status"] == "MISS" and pair["q1"] <= limit:
+        check["status"] = "WITHIN NOISE"  # median above, first quartile not
+    check.update(paired=pair, separate=separate)
+    return check
+
+
+def _timing_targets(rows: List[dict], paired: List[dict]) -> List[dict]:
     """lw_reparam <= 1.05 x none (and none_peg, same PEGs, when measured); fused <= training
-    form. ``measured`` is the paired ratio where one was measured, else the separate-process one."""
+    form; hp training step <= 2.0 x none's."""
     checks = []
     for row in rows:
         for a, b in PAIRS:
@@ -80,14 +92,14 @@ def _latency_targets(rows: List[dict], paired: List[dict]) -> List[dict]:
             limit = 1.0 if TRAINING_FORM[a] == b else LW_REPARAM_MAX_OVERHEAD
             for lat, key, label in (("latency_bs1", "bs1", "batch 1"),
                                     ("latency_bsN", "bsN", "batch N")):
-                separate = ratio(metric(row, lat), metric(other, lat))
-                pair = _paired(paired, a, b, row, key)
-                check = _target(f"{a} / {b} latency, {label}", row,
-                                pair["median"] if pair else separate, limit)
-                if pair and check["status"] == "MISS" and pair["q1"] <= limit:
-                    check["status"] = "WITHIN NOISE"  # median above, first quartile not
-                check.update(paired=pair, separate=separate)
-                checks.append(check)
+                checks.append(_paired_check(f"{a} / {b} latency, {label}", row, other, lat,
+                                            _paired(paired, a, b, row, key), limit))
+        for a, b in TRAIN_PAIRS:
+            other = find(rows, b, row["size"], row["patch"])
+            if row["variant"] == a and other is not None and metric(row, "train_step"):
+                checks.append(_paired_check(f"{a} / {b} training step, batch N", row, other,
+                                            "train_step", _paired(paired, a, b, row, "train_bsN"),
+                                            HP_TRAIN_MAX_RATIO))
     return checks
 
 
@@ -116,5 +128,6 @@ def _dtype_targets(rows: List[dict]) -> List[dict]:
 
 
 def check_targets(rows: List[dict], paired: Optional[List[dict]] = None) -> List[dict]:
-    """lw_reparam <= 1.05 x none; re-parameterised/merged <= training form; no extra fp32 ops."""
-    return _latency_targets(rows, paired or []) + _dtype_targets(rows)
+    """lw_reparam <= 1.05 x none; re-parameterised/merged <= training form; hp training step
+    <= 2.0 x none; no extra fp32 ops."""
+    return _timing_targets(rows, paired or []) + _dtype_targets(rows)

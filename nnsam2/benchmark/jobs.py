@@ -141,8 +141,9 @@ def make_jobs(settings: Settings) -> List[Job]:
 
 
 def make_pair_jobs(settings: Settings) -> List[PairJob]:
-    """Paired latency comparisons for the targets (none when ``settings.paired`` is off)."""
+    """Paired latency (and, with training, training-step) comparisons for the targets (none
+    when ``settings.paired`` is off)."""
     if not settings.paired:
         return []
-    return pair_jobs(settings.variants, settings.sizes, settings.patches,
+    return pair_jobs(settings.variants, settings.sizes, settings.patches, train=settings.train,
                      batch_size=settings.batch_size, **_job_args(settings))

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 # Ops whose dtype under autocast decides whether the tensor cores / bf16 kernels are used.
 HEAVY_OPS = ("convolution", "mm", "addmm", "bmm", "baddbmm", "linear", "scaled_dot_product",
-             "deform_conv2d", "conv2d")
+             "deform_conv2d", "conv2d", "embedding_bag")  # the last: HP's deformable sampling
 
 
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
@@ -79,9 +79,9 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits, target.clamp(max=logits.shape[1] - 1))
 
 
-def train_step_time(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, warmup: int,
-                    repeats: int) -> Dict[str, float]:
-    """Forward + backward + AdamW step on the trainable parameters (bf16 autocast on CUDA)."""
+def make_train_step(model: nn.Module, x: torch.Tensor,
+                    target: torch.Tensor) -> Callable[[], None]:
+    """One forward + backward + AdamW step on the trainable parameters (bf16 autocast on CUDA)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -95,7 +95,14 @@ def train_step_time(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, 
         loss.backward()
         optimizer.step()
 
-    return time_repeated(step, x.device, warmup=warmup, repeats=repeats)
+    return step
+
+
+def train_step_time(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, warmup: int,
+                    repeats: int) -> Dict[str, float]:
+    """Time of :func:`make_train_step`'s step: ``warmup`` untimed, then ``repeats`` timed."""
+    return time_repeated(make_train_step(model, x, target), x.device, warmup=warmup,
+                         repeats=repeats)
 
 
 def current_rss_mib() -> float:

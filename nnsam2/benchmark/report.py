@@ -133,11 +133,11 @@ def header_lines(result: dict) -> List[str]:
              f"batch N = {s['batch_size']} (column N); {s['channels']} input channel(s), "
              f"{s['classes']} classes; random init (costs only).",
              "GFLOPs = 2 x multiply-accumulates, forward, one patch (batch 1), counted by "
-             "torch.utils.flop_counter (+ a deform_conv2d formula).",
+             "torch.utils.flop_counter (+ formulas for deformable convolution's sampling).",
              "Training step = forward + backward + AdamW step on the trainable parameters "
              "(cross-entropy on random labels) at batch N.",
-             "Latency targets use paired ratios where measured: both models in one process, "
-             "same input, timed alternately; median [q1-q3] of the per-iteration ratios "
+             "Latency and training-step targets use paired ratios where measured: both models "
+             "in one process, same input, timed alternately; median [q1-q3] of the per-iteration ratios "
              "(status from the paired ratio: PASS if its median is within the threshold, "
              "WITHIN NOISE if only its first quartile is, else MISS; the ratio of the "
              "separate-process medians is shown beside it).",

@@ -1,4 +1,6 @@
 """The bottleneck shell shared by the HP and LW adapters (they differ in the spatial mixing)."""
+from typing import Callable, Optional
+
 import torch
 from torch import nn
 
@@ -13,17 +15,19 @@ class BottleneckAdapter(nn.Module):
         bottleneck_ratio: hidden width as a fraction of ``dim``.
         scale: fixed scale of the returned residual branch.
         act_layer: activation type.
+        mix_layer: overrides the class's ``mix_layer`` (e.g. the same type with other settings).
     """
 
     mix_layer: type = nn.Identity
 
     def __init__(self, dim: int, *, bottleneck_ratio: float = 0.25, scale: float = 0.5,
-                 act_layer: type = nn.GELU):
+                 act_layer: type = nn.GELU,
+                 mix_layer: Optional[Callable[[int], nn.Module]] = None):
         super().__init__()
         hidden = max(4, int(round(dim * bottleneck_ratio)))
         self.scale = scale
         self.down = nn.Linear(dim, hidden)
-        self.mix = self.mix_layer(hidden)
+        self.mix = (mix_layer or self.mix_layer)(hidden)
         self.act = act_layer()
         self.up = nn.Linear(hidden, dim)
         self.reset_parameters()

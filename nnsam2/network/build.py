@@ -1,6 +1,7 @@
 """Builds the adapted SAM2 network from sam2's own modules with plain constructors (no Hydra)."""
 import logging
 from dataclasses import asdict
+from functools import partial
 
 from torch import nn
 from sam2.modeling.backbones.hieradet import Hiera
@@ -28,7 +29,8 @@ def build_image_encoder(size: SizeCfg, adapter: AdapterCfg) -> ImageEncoder:
                   global_att_blocks=size.global_att_blocks, window_spec=size.window_spec,
                   window_pos_embed_bkg_spatial_size=size.window_pos_embed_bkg_spatial_size)
     if adapter.kind in ("hp", "lw"):
-        adapter_type = DeformableAdapter if adapter.kind == "hp" else RepAdapter
+        adapter_type = (partial(DeformableAdapter, deform_impl=adapter.deform_impl)
+                        if adapter.kind == "hp" else RepAdapter)
         inject_adapters(hiera, lambda dim: adapter_type(
             dim, bottleneck_ratio=adapter.bottleneck_ratio, scale=adapter.adapter_scale))
     peg = TokenPEG(size.embed_dim) if adapter.pos_embed == "peg" else None

@@ -6,6 +6,8 @@ The official sizes mirror ``sam2/configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` o
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
+from nnsam2.network.deform_conv import IMPLS as DEFORM_IMPLS
+
 ADAPTER_KINDS = ("hp", "lw", "lora", "none")
 # The LW adapter exists for low latency: C/8 keeps its fused form within the 5% latency target.
 DEFAULT_BOTTLENECK = {"hp": 0.25, "lw": 0.125}
@@ -71,6 +73,9 @@ class AdapterCfg:
             multi-class extension SAM2 does not have, train; the rest of SAM2's mask decoder stays
             frozen as the papers say) or ``full`` (the whole mask decoder trains).
         train_all: train every parameter (only sensible without pretrained weights, e.g. demos).
+        deform_impl: the ``hp`` adapter's deformable convolution: ``embedding_bag`` (default;
+            fast backward, bf16 under autocast) or ``torchvision`` (the fp32 reference). Same
+            parameters, same result: checkpoints load into either.
     """
 
     kind: str = "hp"
@@ -82,6 +87,7 @@ class AdapterCfg:
     pos_embed: Optional[str] = None
     train_decoder: Optional[str] = None
     train_all: bool = False
+    deform_impl: str = DEFORM_IMPLS[0]
 
 
 def resolve(cfg: AdapterCfg) -> AdapterCfg:
@@ -92,6 +98,8 @@ def resolve(cfg: AdapterCfg) -> AdapterCfg:
     dec = cfg.train_decoder or "heads"
     if pos not in ("peg", "sam2"):
         raise ValueError(f"pos_embed must be 'peg' or 'sam2', got {pos!r}")
+    if cfg.deform_impl not in DEFORM_IMPLS:
+        raise ValueError(f"deform_impl must be one of {DEFORM_IMPLS}, got {cfg.deform_impl!r}")
     if dec not in ("full", "heads"):
         raise ValueError(f"train_decoder must be 'full' or 'heads', got {dec!r}")
     ratio = (cfg.bottleneck_ratio if cfg.bottleneck_ratio is not None

@@ -4,12 +4,13 @@ Reference: Mitsuoka & Hotta, "Prompt-Free and Efficient SAM2 Adaptation for Biom
 Segmentation via Dual Adapters", arXiv 2605.05979; DCNv2: Zhu et al., https://arxiv.org/abs/1811.11168
 """
 import math
+from functools import partial
 
 import torch
 from torch import nn
 
 from nnsam2.network.bottleneck import BottleneckAdapter
-from torchvision.ops import deform_conv2d
+from nnsam2.network.deform_conv import IMPLS, deform_conv2d
 
 
 class ModulatedDeformConv2d(nn.Module):
@@ -17,11 +18,20 @@ class ModulatedDeformConv2d(nn.Module):
 
     Offsets and mask come from a plain convolution that is zero-initialised (DCNv2's choice):
     at start-up it samples the regular grid with mask 0.5.
+
+    Args:
+        channels: input and output width.
+        kernel_size: odd k; the output keeps the input's size (padding k // 2).
+        impl: ``embedding_bag`` (default: fast backward, bf16 under autocast) or
+            ``torchvision`` (the reference, fp32); see :mod:`nnsam2.network.deform_conv`.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3):
+    def __init__(self, channels: int, kernel_size: int = 3, *, impl: str = IMPLS[0]):
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"unknown deformable convolution impl {impl!r}; choose one of {IMPLS}")
         self.kernel_size = kernel_size
+        self.impl = impl
         k2 = kernel_size * kernel_size
         self.offset_mask = nn.Conv2d(channels, 3 * k2, kernel_size, padding=kernel_size // 2)
         self.weight = nn.Parameter(torch.empty(channels, channels, kernel_size, kernel_size))
@@ -37,16 +47,21 @@ class ModulatedDeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k2 = self.kernel_size * self.kernel_size
         offset, mask = self.offset_mask(x).split([2 * k2, k2], dim=1)
-        # torchvision has no reduced-precision kernel (and no CPU autocast rule): under autocast
-        # run it in fp32 explicitly, as torchvision's CUDA autocast rule does, on every device.
-        with torch.autocast(x.device.type, enabled=False):
-            out = deform_conv2d(x.float(), offset.float(), self.weight.float(),
-                                self.bias.float(), padding=self.kernel_size // 2,
-                                mask=mask.float().sigmoid())
-        return out.to(x.dtype)
+        return deform_conv2d(x, offset, self.weight, self.bias, mask.sigmoid(),
+                             padding=self.kernel_size // 2, impl=self.impl)
 
 
 class DeformableAdapter(BottleneckAdapter):
-    """High-Performance adapter: the bottleneck with a DCNv2 3x3 as spatial mixing."""
+    """High-Performance adapter: the bottleneck with a DCNv2 3x3 as spatial mixing.
+
+    Args:
+        dim: token width of the Hiera block it follows.
+        deform_impl: implementation of the deformable convolution (see
+            :class:`ModulatedDeformConv2d`); the parameters are the same for all.
+        **kwargs: the bottleneck's settings (:class:`BottleneckAdapter`).
+    """
 
     mix_layer = ModulatedDeformConv2d
+
+    def __init__(self, dim: int, *, deform_impl: str = IMPLS[0], **kwargs):
+        super().__init__(dim, mix_layer=partial(ModulatedDeformConv2d, impl=deform_impl), **kwargs)

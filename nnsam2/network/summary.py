@@ -1,4 +1,5 @@
 """Parameter counts and FLOPs per component, for logs, CLIs and benchmarks."""
+import math
 from typing import Dict, Sequence
 
 import torch
@@ -47,11 +48,26 @@ def _deform_conv_flops(x_shape, w_shape, *_, out_shape, **__) -> int:
     return 2 * macs + sampling
 
 
+def _embedding_bag_flops(weight_shape, indices_shape, *args, out_shape, **kwargs) -> int:
+    # _embedding_bag(weight, indices, offsets, scale_grad_by_freq, mode, sparse,
+    # per_sample_weights, ...): gathers one row of the weight per index and sums each bag, after
+    # scaling by per_sample_weights when given (a multiply-add per gathered value). Our
+    # deformable convolution samples this way: 4 bilinear corners per sample, the same count as
+    # torchvision's formula above.
+    weighted = (args[4] if len(args) > 4 else kwargs.get("per_sample_weights")) is not None
+    gathered = math.prod(indices_shape) * weight_shape[1]
+    return gathered * (2 if weighted else 1)
+
+
 def _flop_formulas() -> dict:
+    aten = torch.ops.aten
+    formulas = {aten._embedding_bag: _embedding_bag_flops,
+                aten._embedding_bag_forward_only: _embedding_bag_flops}
     try:
-        return {torch.ops.torchvision.deform_conv2d: _deform_conv_flops}
+        formulas[torch.ops.torchvision.deform_conv2d] = _deform_conv_flops
     except (AttributeError, RuntimeError):
-        return {}
+        pass
+    return formulas
 
 
 @torch.no_grad()
