@@ -26,7 +26,10 @@ setup(
         "tqdm",
         "jinja2>=3",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],  # nnsam2_export
+        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17"],
+    },
     entry_points={
         "console_scripts": [
             "nnsam2_plan_and_preprocess = nnsam2.cli.plan_and_preprocess:main",
@@ -37,6 +40,7 @@ setup(
             "nnsam2_demo = nnsam2.cli.demo:main",
             "nnsam2_benchmark = nnsam2.cli.benchmark:main",
             "nnsam2_report = nnsam2.cli.report:main",
+            "nnsam2_export = nnsam2.cli.export:main",
             "nnsam2_convert_acdc = dataset_conversion.Dataset027_ACDC:main",
             "nnsam2_convert_synapse = dataset_conversion.Dataset111_Synapse:main",
             "nnsam2_convert_isbi2012 = dataset_conversion.Dataset112_ISBI2012:main",

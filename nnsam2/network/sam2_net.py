@@ -75,12 +75,14 @@ class SAM2SegNet(nn.Module):
                 f"x{SIZE_MULTIPLE * max(1, round(width / SIZE_MULTIPLE))})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(*x.shape[-2:])
         with bf16_autocast(x.device.type):
             return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The computation alone, without the size check and the autocast switch: ONNX export
+        traces this (a raise and an autocast query would be baked into the graph)."""
         height, width = x.shape[-2:]
-        self.check_input_size(height, width)
         features = self.image_encoder(self.stem(x))["backbone_fpn"]  # strides 4, 8, 16
         decoder = self.sam_mask_decoder
         feat_s0 = decoder.conv_s0(features[0])
