@@ -83,5 +83,5 @@ def write_report(model_folder: str, output_folder: str) -> str:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(html)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for others to open
-    logger.info("report written to %s", path)
+    logger.debug("report written to %s", path)  # callers print the path
     return path
