@@ -1,7 +1,6 @@
 """``nnsam2_export``'s work: one fold of a trained model folder to ONNX, checked with ONNX
 Runtime, plus its JSON sidecar (``model.onnx`` -> ``model.json``)."""
 import json
-import logging
 import os
 from typing import Optional
 
@@ -10,8 +9,6 @@ from nnsam2.export.onnx_graph import check_onnx, export_onnx, require_onnx
 from nnsam2.export.sidecar import build_sidecar
 from nnsam2.nnunet.environment import UsageError
 from nnsam2.utils.atomic import atomic_path
-
-logger = logging.getLogger(__name__)
 
 HP_UNSUPPORTED = (
     "this model's High-Performance adapters use torchvision's deform_conv2d, which has no ONNX "
@@ -38,9 +35,6 @@ def export_error(error: Exception) -> Exception:
 
 def _check_or_raise(net, path: str, shapes) -> dict:
     check = check_onnx(net, path, shapes)
-    logger.info("nnsam2_export: ONNX Runtime vs PyTorch on %s: max |difference| %.2e "
-                "(tolerance %.0e)", check["shapes"], check["max_abs_difference"],
-                check["tolerance"])
     if not check["passed"]:
         problem = check["error"] or (f"ONNX Runtime and PyTorch differ by "
                                      f"{check['max_abs_difference']:.3g} > {check['tolerance']:g}")

@@ -83,6 +83,7 @@ def _quiet_tracing():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.interface, used by the exporter
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         yield
 
