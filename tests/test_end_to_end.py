@@ -49,6 +49,11 @@ SMOKE_TRAINERS = textwrap.dedent('''
 ''')
 
 
+# For tests that need only a trained model folder: no final validation (its spawned export pool
+# costs seconds), no augmentation worker processes (planning itself needs nnUNet_n_proc_DA > 0).
+QUICK_TRAINING = {"SMOKE_SKIP_VALIDATION": "1", "nnUNet_n_proc_DA": "0"}
+
+
 def run(*cmd, env, ok=True):
     proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=900)
     if ok and proc.returncode != 0:
@@ -141,7 +146,7 @@ def test_lw_model_is_reparameterised_and_plain_nnunet_predict_works(workspace, t
     root, env = workspace
     raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
     run("nnsam2_train", "990", "2d", "0", "-tr", "SAM2SmokeTrainer_LW", "-device", "cpu",
-        "--random-init", env=env)
+        "--random-init", env={**env, **QUICK_TRAINING})
     common = ["-i", str(raw / "imagesTs"), "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1",
               "--disable_tta"]
     args = [*common, "-d", "990", "-tr", "SAM2SmokeTrainer_LW", "-p", "nnSAM2Plans", "-c", "2d"]

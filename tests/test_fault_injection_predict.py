@@ -56,7 +56,7 @@ def model(tmp_path_factory):
     root, env = planned_workspace(tmp_path_factory.mktemp("fault_predict"), num_train=5,
                                   num_test=3, quick_trainer=QUICK_TRAINER)
     run("nnsam2_train", "990", "2d", "all", "-tr", "SAM2QuickTrainer", "-device", "cpu",
-        "--random-init", env=env)
+        "--random-init", env={**env, "nnUNet_n_proc_DA": "0"})
     return root, env
 
 

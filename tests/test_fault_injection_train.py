@@ -6,7 +6,7 @@ import pytest
 
 from nnsam2.nnunet.checkpointing import CHECKPOINT_NAMES
 from nnsam2.nnunet.safe_load import load_nnunet_checkpoint
-from tests.test_end_to_end import model_folder, planned_workspace, run
+from tests.test_end_to_end import QUICK_TRAINING, model_folder, planned_workspace, run
 
 FAULTY_TRAINER = textwrap.dedent('''
     import os
@@ -52,7 +52,7 @@ FAULTY_TRAINER = textwrap.dedent('''
 def faulty_workspace(tmp_path_factory):
     root, env = planned_workspace(tmp_path_factory.mktemp("faults"), num_train=5, num_test=1,
                                   faulty_trainers=FAULTY_TRAINER)
-    env["nnUNet_n_proc_DA"] = "0"  # training starts no augmentation workers (planning needs >0)
+    env["nnUNet_n_proc_DA"] = QUICK_TRAINING["nnUNet_n_proc_DA"]  # its own validation is off
     return root, env
 
 

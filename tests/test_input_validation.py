@@ -194,9 +194,10 @@ def model(nnunet_env, monkeypatch):
 
 
 def predict_args(inputs, output, **kw):
-    args = dict(i=str(inputs), o=str(output), d=NAME, c="2d", tr="SAM2DualAdapterTrainer",
-                p="nnSAM2Plans", f=["0"], chk="checkpoint_final.pth", allow_pickle=False)
-    return argparse.Namespace(**{**args, **kw})
+    """nnsam2_predict's parsed arguments (its parser's defaults), with ``kw`` replaced."""
+    from nnsam2.cli.predict import parser
+    args = parser().parse_args(["-i", str(inputs), "-o", str(output), "-d", NAME, "-f", "0"])
+    return argparse.Namespace(**{**vars(args), **kw})
 
 
 def test_predict_refuses_a_truncated_input_before_loading(model, tmp_path):

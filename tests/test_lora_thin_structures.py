@@ -6,7 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.draw import disk, line
 
-from tests.test_end_to_end import run, workspace_env
+from tests.test_end_to_end import QUICK_TRAINING, run, workspace_env
 
 
 def _vessel_case(rng, size=96):
@@ -53,7 +53,7 @@ def test_lora_trainer_on_thin_structures(tmp_path):
     run("nnsam2_plan_and_preprocess", "-d", "980", "--sam2-size", "toy", "-np", "1", "-npfp",
         "1", env=env)
     run("nnsam2_train", "980", "2d", "0", "-tr", "SAM2SmokeTrainer_LoRA", "-device", "cpu",
-        "--random-init", env=env)
+        "--random-init", env={**env, **QUICK_TRAINING})
     pred = tmp_path / "pred"
     out = run("nnsam2_predict", "-i", str(folder / "imagesTs"), "-o", str(pred), "-d", "980",
               "-tr", "SAM2SmokeTrainer_LoRA", "-f", "0", "-device", "cpu",

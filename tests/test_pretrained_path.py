@@ -200,21 +200,21 @@ def test_plans_describe_sam2_and_clean_means_clean(tmp_path):
     from dataset_conversion.demo_dataset import generate_demo_dataset
     from tests.test_end_to_end import run, workspace_env
     root, env = workspace_env(tmp_path)
-    generate_demo_dataset(root / "nnUNet_raw", dataset_id=993, dim=3, num_train=2, num_test=0)
-    command = ["nnsam2_plan_and_preprocess", "-d", "993", "--sam2-size", "toy", "-npfp", "1",
-               "--no_pp"]
-    out = run(*command, env=env)
+    folder = generate_demo_dataset(root / "nnUNet_raw", dataset_id=993, dim=3, num_train=2,
+                                   num_test=0)
+    plans_file = root / "nnUNet_preprocessed" / folder.name / "nnSAM2Plans.json"
+    plans_file.parent.mkdir()
+    plans_file.write_text(json.dumps({"configurations": {"stale": {"data_identifier": "old"}}}))
+    out = run("nnsam2_plan_and_preprocess", "-d", "993", "--sam2-size", "toy", "-npfp", "1",
+              "--no_pp", "--clean", env=env)
     assert "3D fullres U-Net configuration" not in out.stdout + out.stderr
-    plans_file = next((root / "nnUNet_preprocessed").glob("Dataset993_*")) / "nnSAM2Plans.json"
     plans = json.loads(plans_file.read_text())
-    assert list(plans["configurations"]) == ["2d"]  # a 3D dataset: no 3D U-Net planned
+    # a 3D dataset: no 3D U-Net planned; --clean dropped the earlier file's configuration
+    # (without it nnU-Net merges earlier configurations in)
+    assert list(plans["configurations"]) == ["2d"]
     arch = plans["configurations"]["2d"]["architecture"]
     assert arch["network_class_name"] == "nnsam2.network.sam2_net.SAM2SegNet"
     assert arch["arch_kwargs"]["sam2_size"] == "toy"
-    plans["configurations"]["stale"] = plans["configurations"]["2d"]
-    plans_file.write_text(json.dumps(plans))  # nnU-Net would keep it on a re-plan
-    run(*command, "--clean", env=env)
-    assert list(json.loads(plans_file.read_text())["configurations"]) == ["2d"]
 
 
 def test_trainer_names_are_explicit_and_findable():

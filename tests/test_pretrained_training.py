@@ -13,7 +13,7 @@ from nnsam2.network.checkpoint import canonical_name
 from nnsam2.nnunet.finetune import is_class_part, load_nnsam2_pretrained
 from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
 from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
-from tests.test_end_to_end import model_folder, run, workspace_env
+from tests.test_end_to_end import QUICK_TRAINING, model_folder, run, workspace_env
 from tests.test_pretrained_path import WritesAFile
 
 TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
@@ -29,8 +29,7 @@ def tiny_workspace(tmp_path_factory, official_tiny):
     run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "tiny", "--patch-size", "64",
         "64", "-np", "1", "-npfp", "1", env=env)
     env["nnSAM2_checkpoint"] = str(official_tiny[0])
-    env["SMOKE_SKIP_VALIDATION"] = "1"
-    env["nnUNet_n_proc_DA"] = "0"  # training starts no augmentation workers (planning needs >0)
+    env.update(QUICK_TRAINING)
     return root, env
 
 
