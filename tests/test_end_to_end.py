@@ -117,7 +117,9 @@ def test_train_continue_predict_evaluate(workspace, tmp_path):
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "RANDOM INITIALISATION" in log and "--train-all" in log and "trainable" in log
 
-    run("nnsam2_train", "990", "2d", "0", *common, "--c", env={**env, "SMOKE_EPOCHS": "2"})
+    # the continued run's own final validation would repeat the first run's: skipped
+    run("nnsam2_train", "990", "2d", "0", *common, "--c",
+        env={**env, **QUICK_TRAINING, "SMOKE_EPOCHS": "2"})
     import torch
     ckpt = torch.load(fold / "checkpoint_final.pth", weights_only=False, map_location="cpu")
     assert ckpt["current_epoch"] == 2
