@@ -23,19 +23,11 @@ logger = logging.getLogger(__name__)
 
 REFERENCE_KEY = "nnsam2_frozen_store"  # entry of a lean state dict: {"sha256", "file", "num_tensors"}
 FILE_PREFIX = "sam2_frozen_"
-_search_folders: List[str] = []
 _cache: Dict[str, Dict[str, torch.Tensor]] = {}  # sha256 -> tensors (folds share them)
 
 
 class FrozenStoreError(CheckpointError):
     """A lean checkpoint whose frozen weights cannot be found or do not match their hash."""
-
-
-def register_folder(folder: str) -> None:
-    """Look for store files in ``folder`` first (the model folder being loaded)."""
-    folder = os.path.abspath(folder)
-    if folder not in _search_folders:
-        _search_folders.insert(0, folder)
 
 
 def content_hash(tensors: Dict[str, torch.Tensor]) -> str:
@@ -87,7 +79,7 @@ def expand(state: dict, folders: Iterable[str] = ()) -> dict:
     if not is_lean(state):
         return state
     ref = state[REFERENCE_KEY]
-    frozen = _cache.get(ref["sha256"]) or _load(ref, [*folders, *_search_folders])
+    frozen = _cache.get(ref["sha256"]) or _load(ref, list(folders))
     full = {k: v for k, v in state.items() if k != REFERENCE_KEY}
     full.update(frozen)
     return full

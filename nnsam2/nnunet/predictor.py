@@ -8,7 +8,6 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnsam2.network import frozen_store
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.nnunet import checkpointing
 from nnsam2.nnunet import safe_export
@@ -26,7 +25,6 @@ class SAM2Predictor(nnUNetPredictor):
         folder = model_training_output_dir
         if use_folds is None:
             use_folds = self.auto_detect_available_folds(folder, checkpoint_name)
-        frozen_store.register_folder(folder)
         checkpoints = [checkpointing.read(os.path.join(folder, f"fold_{f}", checkpoint_name))[0]
                        for f in ([use_folds] if isinstance(use_folds, str) else use_folds)]
         first = checkpoints[0]

@@ -71,6 +71,7 @@ class nnSAM2Trainer(nnUNetTrainer):
                                              or self.num_val_iterations_per_epoch)
         self.grad_scaler = None  # bf16 autocast needs no loss scaling
         self.weights_restored = False
+        self._progress = None  # the epoch's progress bar, when one is shown
 
     @classmethod
     def adapter_cfg(cls) -> AdapterCfg:
@@ -162,13 +163,13 @@ class nnSAM2Trainer(nnUNetTrainer):
 
     def train_step(self, batch: dict) -> dict:
         outputs = super().train_step(batch)
-        if getattr(self, "_progress", None) is not None:
+        if self._progress is not None:
             self._progress.set_postfix(loss=f"{outputs['loss']:.4f}", refresh=False)
             self._progress.update()
         return outputs
 
     def on_train_epoch_end(self, train_outputs):
-        if getattr(self, "_progress", None) is not None:
+        if self._progress is not None:
             self._progress.close()
         super().on_train_epoch_end(train_outputs)
 
