@@ -46,6 +46,7 @@ setup(
             "nnsam2_convert_isbi2012 = dataset_conversion.Dataset112_ISBI2012:main",
             "nnsam2_convert_kvasir = dataset_conversion.Dataset113_KvasirSEG:main",
             "nnsam2_convert_drive = dataset_conversion.Dataset114_DRIVE:main",
+            "nnsam2_convert_brats_deepmedic = dataset_conversion.Dataset115_BraTSDeepMedic:main",
             "nnsam2_generate_demo_dataset = dataset_conversion.demo_dataset:main",
         ]
     },
