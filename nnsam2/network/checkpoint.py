@@ -1,6 +1,7 @@
 """Loading official SAM2 / SAM2.1 checkpoints (``{"model": state_dict}``) into SAM2SegNet."""
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List
 
@@ -26,10 +27,23 @@ class LoadReport:
     ignored: List[str] = field(default_factory=list)
     new: Dict[str, int] = field(default_factory=dict)  # our key -> numel, not in the checkpoint
 
+    def ignored_groups(self) -> Dict[str, int]:
+        """Ignored checkpoint keys per top-level name (``obj_ptr_proj``, ``memory_encoder``, ...,
+        ``sam_mask_decoder.iou_prediction_head``: the decoder's are grouped one level deeper)."""
+        return dict(Counter(_group(key) for key in self.ignored))
+
     def summary(self) -> str:
+        groups = ", ".join(f"{name} ({n})" for name, n in self.ignored_groups().items())
         return (f"SAM2 checkpoint {self.path}: {len(self.loaded)} tensors loaded, "
-                f"{len(self.ignored)} checkpoint keys ignored (video-only or replaced), "
+                f"{len(self.ignored)} checkpoint keys ignored (video-only or replaced"
+                f"{': ' + groups if groups else ''}), "
                 f"{sum(self.new.values()):,} parameters in {len(self.new)} tensors newly initialised")
+
+
+def _group(key: str) -> str:
+    parts = key.split(".")
+    depth = 2 if parts[0] in ("sam_mask_decoder", "sam_prompt_encoder", "image_encoder") else 1
+    return ".".join(parts[:depth])
 
 
 def canonical_name(key: str) -> str:
@@ -100,8 +114,15 @@ def remap_sam2_state_dict(state: Dict[str, torch.Tensor], model: nn.Module, path
     return mapped, report
 
 
+# SAM2's memory parts (the 2d_mem network's, frozen): official key prefixes.
+MEMORY_KEYS = ("memory_attention.", "memory_encoder.", "maskmem_tpos_enc", "no_mem_pos_enc")
+# Our keys that must come from the checkpoint (the memory parts exist in the 2d_mem network only).
+PRETRAINED_PREFIXES = ("image_encoder.", "sam_prompt_encoder.",
+                       "sam_mask_decoder.transformer.") + MEMORY_KEYS
+
+
 def _check_frozen_parts_complete(ours, mapped, path: str) -> None:
-    pretrained = ("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.transformer.")
+    pretrained = PRETRAINED_PREFIXES
     missing = [k for k in ours if k.startswith(pretrained) and k not in mapped
                and "lora_" not in k and ".adapter." not in k and ".peg." not in k]
     if missing:

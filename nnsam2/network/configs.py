@@ -15,7 +15,7 @@ DEFAULT_BOTTLENECK = {"hp": 0.25, "lw": 0.125}
 
 @dataclass(frozen=True)
 class SizeCfg:
-    """Hiera trunk, FPN neck and mask decoder hyper-parameters of one SAM2 size."""
+    """Hiera trunk, FPN neck, mask decoder and memory hyper-parameters of one SAM2 size."""
 
     embed_dim: int = 96
     num_heads: int = 1
@@ -27,6 +27,11 @@ class SizeCfg:
     decoder_depth: int = 2
     decoder_mlp_dim: int = 2048
     decoder_heads: int = 8
+    # SAM2's memory (the ``2d_mem`` network): MemoryAttention layers and feed-forward width,
+    # MemoryEncoder output width; the same in every official sam2.1 config.
+    memory_layers: int = 4
+    memory_ffn_dim: int = 2048
+    mem_dim: int = 64
     checkpoint_names: Tuple[str, ...] = ()
 
     @property
@@ -50,7 +55,8 @@ SIZES = {
                      window_pos_embed_bkg_spatial_size=(7, 7), checkpoint_names=_names("large")),
     "toy": SizeCfg(embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
                    window_spec=(8, 4, 4, 2), window_pos_embed_bkg_spatial_size=(4, 4),
-                   d_model=64, decoder_mlp_dim=128, decoder_heads=2),
+                   d_model=64, decoder_mlp_dim=128, decoder_heads=2, memory_layers=2,
+                   memory_ffn_dim=128, mem_dim=32),
 }
 
 

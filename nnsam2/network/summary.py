@@ -1,12 +1,16 @@
 """Parameter counts and FLOPs per component, for logs, CLIs and benchmarks."""
 import math
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nnsam2.network.checkpoint import MEMORY_KEYS
+
 COMPONENTS = ("stem", "trunk", "peg", "adapters", "neck", "prompt_encoder", "decoder")
+MEMORY = "memory"  # SAM2's memory attention and encoder: a component of the 2d_mem network only
+MEMORY_MODULES = tuple(key.rstrip(".") for key in MEMORY_KEYS)
 
 
 def component_of(name: str) -> str:
@@ -17,6 +21,8 @@ def component_of(name: str) -> str:
         return "adapters"
     if name.startswith("image_pe") or ".peg" in name:
         return "peg"
+    if name.partition(".")[0] in MEMORY_MODULES:
+        return MEMORY
     if name.startswith("image_encoder.trunk"):
         return "trunk"
     if name.startswith(("image_encoder.neck", "no_mem_embed")):
@@ -26,9 +32,15 @@ def component_of(name: str) -> str:
     return "decoder"
 
 
+def components(model: nn.Module) -> Tuple[str, ...]:
+    """:data:`COMPONENTS`, plus ``memory`` for a network with SAM2's memory."""
+    has_memory = any(component_of(name) == MEMORY for name, _ in model.named_parameters())
+    return COMPONENTS + ((MEMORY,) if has_memory else ())
+
+
 def parameter_report(model: nn.Module) -> Dict[str, dict]:
     """{component: {total, trainable, trainable_pct}} plus an ``all`` row."""
-    counts = {c: [0, 0] for c in COMPONENTS}
+    counts = {c: [0, 0] for c in components(model)}
     for name, param in model.named_parameters():
         row = counts[component_of(name)]
         row[0] += param.numel()
@@ -93,7 +105,7 @@ def flops_by_component(model: nn.Module, input_shape: Sequence[int]) -> Dict[str
             parent = parent.rpartition(".")[0]
         if name:
             own[parent] -= flops
-    result = {c: 0.0 for c in COMPONENTS}
+    result = {c: 0.0 for c in components(model)}
     for name, flops in own.items():
         result[component_of(name)] += flops / 1e9
     result["all"] = counter.get_total_flops() / 1e9
@@ -101,13 +113,18 @@ def flops_by_component(model: nn.Module, input_shape: Sequence[int]) -> Dict[str
 
 
 def model_summary(model: nn.Module, input_shape: Sequence[int]) -> str:
-    """A small table: parameters (total/trainable) and forward GFLOPs per component."""
+    """A small table: parameters (total/trainable) and forward GFLOPs per component; for a
+    (B, C, D, H, W) input (the 2d_mem network) also the GFLOPs per slice."""
     params = parameter_report(model)
     flops = flops_by_component(model, input_shape)
     lines = [f"{'component':<15}{'params':>12}{'trainable':>12}{'train %':>9}{'GFLOPs':>10}"]
-    for comp in COMPONENTS + ("all",):
+    for comp in components(model) + ("all",):
         p = params[comp]
         lines.append(f"{comp:<15}{p['total']:>12,}{p['trainable']:>12,}"
                      f"{p['trainable_pct']:>8.2f}%{flops.get(comp, 0.0):>10.3f}")
     lines.append(f"(forward FLOPs for one input of shape {tuple(input_shape)}; 1 MAC = 2 FLOPs)")
+    if len(input_shape) == 5:
+        slices = input_shape[0] * input_shape[2]
+        lines.append(f"per slice: {flops['all'] / slices:.3f} GFLOPs ({flops[MEMORY] / slices:.3f} "
+                     f"of them in the memory) over {slices} slices")
     return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""The ``2d_mem`` network: SAM2's memory over the slices of a patch (toy size except the
+checkpoint test)."""
+import pytest
+import torch
+
+from nnsam2.network import build_memory_network, build_network, load_sam2_checkpoint
+from nnsam2.network import frozen_store
+from nnsam2.network.checkpoint import MEMORY_KEYS, CheckpointError
+from nnsam2.network.summary import flops_by_component, model_summary
+
+CLASSES = 3
+
+
+def mem_net(seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    return build_memory_network(1, CLASSES, size="toy", **kwargs).eval()
+
+
+def patch(depth: int = 4, height: int = 64, width: int = 96, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 1, depth, height, width, generator=torch.Generator().manual_seed(3))
+
+
+def same_weights(target, source):
+    target.load_state_dict(source.state_dict())
+    return target
+
+
+def test_shapes_non_square_and_input_checks():
+    net = mem_net()
+    with torch.no_grad():
+        out = net(patch(depth=3, height=64, width=96))  # 4x6 tokens at stride 16: RoPE 4x6
+        square = net(patch(depth=2, height=64, width=64, batch=1))
+    assert out.shape == (2, CLASSES, 3, 64, 96) and torch.isfinite(out).all()
+    assert square.shape == (1, CLASSES, 2, 64, 64)
+    rope = [m.freqs_cis.shape[0] for m in net.memory_attention.modules() if hasattr(m, "freqs_cis")]
+    assert rope and set(rope) == {4 * 4}  # the last forward's (square) size, not sam2's 64x64
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(patch(height=64, width=80))
+    with pytest.raises(ValueError, match=r"\(B, C, D, H, W\)"):
+        net(torch.randn(1, 1, 64, 64))
+
+
+def test_first_slice_equals_2d_and_later_slices_use_memory():
+    net = mem_net(directions="forward")
+    torch.manual_seed(5)
+    flat = build_network(1, CLASSES, size="toy").eval()
+    flat.load_state_dict({k: v for k, v in net.state_dict().items()
+                          if not k.startswith(MEMORY_KEYS)})
+    x = patch(depth=3)
+    with torch.no_grad():
+        out = net(x)
+        per_slice = [flat(x[:, :, d]) for d in range(3)]
+    torch.testing.assert_close(out[:, :, 0], per_slice[0], rtol=1e-4, atol=1e-4)
+    for d in (1, 2):  # conditioned on the memories: not the 2D network's output
+        assert (out[:, :, d] - per_slice[d]).abs().max() > 1e-3
+
+
+def test_both_directions_are_symmetric_and_differ_from_forward():
+    both = mem_net()
+    forward = same_weights(mem_net(seed=1, directions="forward"), both)
+    x = patch(depth=4)
+    with torch.no_grad():
+        out = both(x)
+        out_flipped = both(x.flip(2))
+        out_forward = forward(x)
+    torch.testing.assert_close(out_flipped, out.flip(2), rtol=1e-4, atol=1e-4)
+    assert (out - out_forward).abs().max() > 1e-3
+
+
+def test_official_checkpoint_loads_memory(official_tiny):
+    path, official = official_tiny
+    torch.manual_seed(0)
+    net = build_memory_network(1, CLASSES, size="tiny")
+    report = load_sam2_checkpoint(net, path)
+    memory_official = [k for k in official if k.startswith(MEMORY_KEYS)]
+    assert memory_official and set(memory_official) <= set(report.loaded)
+    assert "no_mem_embed" in report.loaded
+    assert not [k for k in report.new if k.startswith(MEMORY_KEYS)]
+    state = net.state_dict()
+    for key in memory_official:
+        torch.testing.assert_close(state[key], official[key], rtol=0, atol=0)
+    groups = report.ignored_groups()
+    assert {"obj_ptr_proj", "mask_downsample", "no_obj_ptr", "obj_ptr_tpos_proj",
+            "no_obj_embed_spatial"} <= set(groups)
+    assert not any(g.startswith(("memory_", "maskmem")) for g in groups)
+    assert "obj_ptr_proj" in report.summary()
+    # a checkpoint without the memory cannot silently leave it random
+    lacking = {k: v for k, v in official.items() if not k.startswith("memory_encoder.")}
+    torch.save({"model": lacking}, path.parent / "no_memory.pt")
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_sam2_checkpoint(net, path.parent / "no_memory.pt")
+
+
+def test_memory_frozen_adapters_trainable_and_gradients():
+    net = mem_net().train()
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert not [n for n in trainable if n.startswith(MEMORY_KEYS)]
+    assert any(".adapter." in n for n in trainable) and any(".peg." in n for n in trainable)
+    assert any(n.startswith("sam_mask_decoder.mask_tokens") for n in trainable)
+    x = patch(depth=3, batch=1)
+    target = torch.randint(0, CLASSES, (1, 3, 64, 96))
+    torch.nn.functional.cross_entropy(net(x), target).backward()
+    with_grad = {n for n, p in net.named_parameters() if p.grad is not None}
+    assert with_grad == trainable
+
+
+def test_lean_state_dict_round_trip(tmp_path):
+    net = mem_net()
+    lean = frozen_store.split_state_dict(net, str(tmp_path))
+    assert frozen_store.is_lean(lean)
+    assert not [k for k in lean if k.startswith(MEMORY_KEYS)]  # frozen: in the store file
+    frozen_store._cache.clear()
+    other = mem_net(seed=7)
+    other.load_state_dict(frozen_store.expand(lean, [str(tmp_path)]))
+    x = patch(depth=2, batch=1)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), net(x))
+
+
+def test_bf16_autocast_and_summary():
+    net = mem_net()
+    x = patch(depth=2, batch=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert out.shape == (1, CLASSES, 2, 64, 96) and torch.isfinite(out.float()).all()
+    flops = flops_by_component(net, (1, 1, 2, 64, 96))
+    assert flops["memory"] > 0
+    table = model_summary(net, (1, 1, 2, 64, 96))
+    assert "memory" in table and "per slice" in table
