@@ -1,0 +1,75 @@
+"""nnsam2_benchmark --whole_case end to end at its smallest (toy SAM2, one tiny volume, one
+training iteration), and its statistics on synthetic timings (no timing asserted)."""
+import json
+import statistics
+
+import pytest
+
+from nnsam2.benchmark.whole_case_stats import summarise
+from nnsam2.cli.benchmark import main
+
+MODELS = ("nnunet_2d", "lw", "lw_patchwise")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole_case")
+    argv = ["--whole_case", "--sizes", "toy", "--variants", "lw", "--patchwise", "lw",
+            "--cases", "1", "--train_cases", "2", "--slices", "2", "--shape", "64", "64",
+            "--iterations", "1", "--warmup", "0", "--repeats", "1", "--threads", "1",
+            "--workdir", str(out / "work"), "--json", str(out / "wc.json"),
+            "--markdown", str(out / "wc.md"), "--disable_progress_bar"]
+    main(argv)
+    return out, json.loads((out / "wc.json").read_text())
+
+
+def test_every_model_has_seconds_per_case_and_wrote_its_segmentation(run):
+    out, result = run
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == set(MODELS)
+    for name, row in rows.items():
+        assert row["seconds"]["n"] == 1 and row["seconds"]["median"] > 0
+        assert list(row["per_case"]) == ["case_002"]
+        assert (out / "work" / "predictions" / name / "case_002.nii.gz").is_file()
+    models = result["models"]
+    assert models["lw"]["predictor"] == "SAM2Predictor"
+    assert models["lw_patchwise"]["predictor"] == models["nnunet_2d"]["predictor"] == "nnUNetPredictor"
+    assert models["lw"]["trainer"] == models["lw_patchwise"]["trainer"]
+    assert {m["step_size"] for m in models.values()} == {0.5}
+    assert len({tuple(m["mirroring_axes"]) for m in models.values()}) == 1  # same TTA
+
+
+def test_ratios_are_the_ratios_of_the_measured_seconds(run):
+    out, result = run
+    seconds = {r["model"]: r["seconds"]["median"] for r in result["rows"]}
+    ratios = {(c["model"], c["reference"]): c["ratio"] for c in result["ratios"]}
+    assert set(ratios) == {("lw", "nnunet_2d"), ("lw_patchwise", "nnunet_2d"),
+                           ("lw_patchwise", "lw")}
+    for (model, reference), value in ratios.items():
+        assert value == pytest.approx(seconds[model] / seconds[reference])
+    targets = {t["target"]: t for t in result["targets"]}
+    assert targets["lw / nnunet_2d seconds per case"]["measured"] == pytest.approx(
+        ratios["lw", "nnunet_2d"])
+    markdown = (out / "wc.md").read_text()
+    assert f"| lw | SAM2Predictor (WholeCaseBench_LW) | 64x64 | {seconds['lw']:.2f}" in markdown
+    assert "Command: `nnsam2_benchmark --whole_case --sizes toy" in markdown
+    assert result["settings"]["threads"] == 1 and result["machine"]["cpu"]
+
+
+def test_statistics_paired_ratios_and_targets():
+    records = [dict(model=m, case=c, repeat=r, seconds=s * (1 + r))
+               for r in range(3) for c in ("a", "b")
+               for m, s in (("nnunet_2d", 10.0), ("lw", 7.0), ("hp", 11.0),
+                            ("lw_patchwise", 28.0))]
+    cpu = summarise(records, "nnunet_2d", "cpu")
+    ratios = {(c["model"], c["reference"]): c for c in cpu["ratios"]}
+    assert ratios["lw", "nnunet_2d"]["ratio"] == pytest.approx(0.7)
+    assert ratios["lw", "nnunet_2d"]["paired"]["median"] == pytest.approx(0.7)
+    assert ratios["lw_patchwise", "lw"]["ratio"] == pytest.approx(4.0)
+    rows = {r["model"]: r for r in cpu["rows"]}
+    assert rows["hp"]["seconds"]["median"] == pytest.approx(statistics.median([11, 22, 33] * 2))
+    status = {t["target"]: t["status"] for t in cpu["targets"]}
+    assert status == {"lw / nnunet_2d seconds per case": "PASS",
+                      "hp / nnunet_2d seconds per case": "MISS"}
+    cuda = summarise(records, "nnunet_2d", "cuda")["targets"]
+    assert [(t["measured"], t["status"]) for t in cuda] == [(pytest.approx(4.0), "PASS")]
