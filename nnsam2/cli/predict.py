@@ -5,6 +5,7 @@ import os
 import torch
 
 from nnsam2.cli.common import run_cli, show_progress
+from nnsam2.nnunet.batched_prediction import ENV_MEMORY_GB, parse_memory_gb
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
 from nnsam2.nnunet.input_check import check_input_folder, check_output_folder
 from nnsam2.nnunet.model_lookup import no_model_message
@@ -16,6 +17,23 @@ def _env_int(name: str, default: int) -> int:
     """nnU-Net's habit: -npp / -nps default to nnUNet_npp / nnUNet_nps when set."""
     value = os.environ.get(name, "")
     return int(value) if value.isdigit() else default
+
+
+def _memory_gb(value: str) -> float:
+    try:
+        return parse_memory_gb(value, "the budget")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _memory_budget_gb(a):
+    """--prediction_memory_gb, else nnSAM2_prediction_memory_gb (checked here), else None."""
+    if a.prediction_memory_gb is not None or not os.environ.get(ENV_MEMORY_GB):
+        return a.prediction_memory_gb
+    try:
+        return parse_memory_gb(os.environ[ENV_MEMORY_GB], ENV_MEMORY_GB)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _model_folder(a) -> str:
@@ -69,6 +87,7 @@ def predict(a) -> None:
     if a.allow_pickle:
         os.environ[ENV_ALLOW_PICKLE] = "1"
     _check_parity_options(a)
+    memory_gb = _memory_budget_gb(a)
     folder, folds = model_folder_and_folds(a)
     plans = PlansManager(os.path.join(folder, "plans.json"))
     dataset_json = load_json(os.path.join(folder, "dataset.json"))
@@ -80,7 +99,8 @@ def predict(a) -> None:
     predictor = SAM2Predictor(tile_step_size=a.step_size, use_gaussian=True,
                               use_mirroring=not a.disable_tta,
                               perform_everything_on_device=not a.not_on_device, device=device,
-                              verbose=a.verbose, allow_tqdm=show_progress(a.disable_progress_bar))
+                              verbose=a.verbose, allow_tqdm=show_progress(a.disable_progress_bar),
+                              prediction_memory_gb=memory_gb)
     predictor.initialize_from_trained_model_folder(folder, folds, a.chk)
     predictor.predict_from_files(a.i, a.o, save_probabilities=a.save_probabilities,
                                  overwrite=not a.continue_prediction,
@@ -119,6 +139,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--disable_progress_bar", action="store_true",
                    help="no progress bar (it is also off when the output is not a terminal)")
     p.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"])
+    p.add_argument("--prediction_memory_gb", type=_memory_gb, metavar="GB",
+                   help=f"memory for one forward pass of several patches (0: one patch and mirror "
+                        f"at a time, as nnU-Net); default: {ENV_MEMORY_GB} or 25%% of the GPU "
+                        f"(at most half its free memory) or of the available RAM")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load checkpoints with full unpickling (runs code inside them): only for "
                         "trusted legacy model folders that the safe loader refuses")

@@ -1,8 +1,8 @@
-"""nnU-Net's predictor, loading model folders safely, with LW adapters fused and LoRA merged."""
+"""nnU-Net's predictor, loading model folders safely, with LW adapters fused and LoRA merged and
+several patches per forward pass (:mod:`nnsam2.nnunet.batched_prediction`)."""
 import copy
 import os
 
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.file_path_utilities import load_json
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -11,12 +11,14 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.nnunet import checkpointing
 from nnsam2.nnunet import safe_export
+from nnsam2.nnunet.batched_prediction import BatchedPredictor
 from nnsam2.nnunet.trainers import unwrap
 
 
-class SAM2Predictor(nnUNetPredictor):
+class SAM2Predictor(BatchedPredictor):
     """Loads a trained nnsam2 model folder (no SAM2 checkpoint needed) and prepares every fold's
-    weights for inference: Lightweight adapters re-parameterised, LoRA merged."""
+    weights for inference: Lightweight adapters re-parameterised, LoRA merged. Predicts several
+    patches per forward pass up to ``prediction_memory_gb`` (see :class:`BatchedPredictor`)."""
 
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
                                              checkpoint_name="checkpoint_final.pth"):
