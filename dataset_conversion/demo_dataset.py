@@ -151,6 +151,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", type=Path, default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("-d", "--dataset-id", type=int, default=None, help="dataset id (default 990 for 2D, 991 for 3D)")
     p.add_argument("--dim", type=int, choices=(2, 3), default=2)
+    p.add_argument("--kind", choices=("organ", "context"), default="organ",
+                   help="organ: organ + lesion (2D or 3D); context: 3D tubes vs balls that only "
+                        "neighbouring slices tell apart (for 2d_mem; default id 992)")
     p.add_argument("--num-train", type=int, default=None)
     p.add_argument("--num-test", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -158,8 +161,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = generate_demo_dataset(args.output, args.dataset_id, args.dim, args.num_train, args.num_test,
-                                    args.seed, args.overwrite)
+        if args.kind == "context":
+            from dataset_conversion.context_dataset import DEFAULT_ID, generate_context_dataset
+            counts = {k: v for k, v in (("num_train", args.num_train), ("num_test", args.num_test))
+                      if v is not None}
+            out = generate_context_dataset(args.output, args.dataset_id or DEFAULT_ID, seed=args.seed,
+                                           overwrite=args.overwrite, **counts)
+        else:
+            out = generate_demo_dataset(args.output, args.dataset_id, args.dim, args.num_train,
+                                        args.num_test, args.seed, args.overwrite)
     except (ConversionError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,12 +1,23 @@
 """nnsam2_find_best_configuration: nnU-Net's model selection, ensembling and postprocessing over
-the cross-validation results of nnsam2 trainers (nnSAM2Plans, 2d)."""
+the cross-validation results of nnsam2 trainers (nnSAM2Plans; 2d and, for 3D data, 2d_mem)."""
 import argparse
 import os
 
 from nnsam2.cli.common import run_cli
 from nnsam2.nnunet.environment import EXT_TRAINER_DIR, dataset_name, require_env, \
     use_nnsam2_trainers
-from nnsam2.nnunet.planner import PLANS_NAME
+from nnsam2.nnunet.planner import PLANNED_CONFIGURATIONS, PLANS_NAME
+
+
+def trained_configurations(name: str, trainers, plans) -> list:
+    """The planned configurations (``2d``, and ``2d_mem`` for 3D data) trained for every
+    trainer and plans given; ``2d`` when none is (nnU-Net then says what is missing)."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    found = []
+    for c in PLANNED_CONFIGURATIONS:
+        if all(os.path.isdir(get_output_folder(name, t, p, c)) for t in trainers for p in plans):
+            found.append(c)
+    return found or ["2d"]
 
 
 def find_best(a) -> None:
@@ -15,7 +26,9 @@ def find_best(a) -> None:
     require_env("nnUNet_preprocessed", "nnUNet_results")
     use_nnsam2_trainers()
     name = dataset_name(a.dataset)
-    models = dumb_trainer_config_plans_to_trained_models_dict(a.tr, a.c, a.p)
+    configurations = a.c or trained_configurations(name, a.tr, a.p)
+    print(f"comparing {', '.join(configurations)} x {', '.join(a.tr)} ({', '.join(a.p)})")
+    models = dumb_trainer_config_plans_to_trained_models_dict(a.tr, configurations, a.p)
     find_best_configuration(name, models, allow_ensembling=not a.disable_ensembling,
                             num_processes=a.np, overwrite=not a.no_overwrite, folds=a.f,
                             strict=True)
@@ -31,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="dataset name or id")
     p.add_argument("-tr", nargs="+", default=["SAM2DualAdapterTrainer"], help="trainers")
     p.add_argument("-p", nargs="+", default=[PLANS_NAME], help="plans identifiers")
-    p.add_argument("-c", nargs="+", default=["2d"], help="configurations")
+    p.add_argument("-c", nargs="+", default=None,
+                   help="configurations to compare (default: those of 2d and 2d_mem that are "
+                        "trained for every -tr and -p)")
     p.add_argument("-f", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds")
     p.add_argument("-np", type=int, default=4, help="processes")
     p.add_argument("--disable_ensembling", action="store_true")

@@ -8,7 +8,8 @@ import shutil
 from nnsam2.cli.common import run_cli, show_progress
 from nnsam2.network.configs import SIZES
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env
-from nnsam2.nnunet.planner import PLANS_NAME, nnSAM2Planner
+from nnsam2.nnunet.memory_plan import MEM_CONFIGURATION, MIN_SLICES
+from nnsam2.nnunet.planner import PLANNED_CONFIGURATIONS, PLANS_NAME, nnSAM2Planner
 from nnsam2.nnunet.raw_data_check import check_raw_dataset
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
     if overwrite_target_spacing is not None and len(overwrite_target_spacing) != 3:
         raise UsageError(f"-overwrite_target_spacing takes 3 values (z y x, as nnU-Net), got "
                          f"{len(overwrite_target_spacing)}")
-    if any(c != "2d" for c in configurations):
-        raise UsageError(f"nnsam2 plans only the '2d' configuration (3D data trains slice-wise); "
-                         f"got -c {' '.join(configurations)}")
+    unknown = [c for c in configurations if c not in PLANNED_CONFIGURATIONS]
+    if unknown:
+        raise UsageError(f"nnsam2 plans the configurations {', '.join(PLANNED_CONFIGURATIONS)} "
+                         f"({MEM_CONFIGURATION} for 3D datasets only); got -c {' '.join(unknown)}")
     names = [dataset_name(d) for d in dataset_ids]
     for name in names:  # before nnU-Net writes anything into nnUNet_preprocessed
         check_raw_dataset(os.path.join(os.environ["nnUNet_raw"], name),
@@ -49,10 +51,32 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
                       clean=clean).plan_experiment()
     if not no_pp:
         for d, name in zip(ids, names):
-            with _removed_if_interrupted(_output_folders(name, plans_name, configurations)):
-                preprocess([d], plans_name, configurations=list(configurations),
-                           num_processes=list(num_processes), verbose=verbose,
-                           show_progress_bar=progress_bar)
+            todo = _configurations_to_preprocess(name, plans_name, configurations)
+            with _removed_if_interrupted(_output_folders(name, plans_name, todo)):
+                preprocess([d], plans_name, configurations=todo,
+                           num_processes=list(num_processes)[:len(todo)] or [4],
+                           verbose=verbose, show_progress_bar=progress_bar)
+
+
+def _configurations_to_preprocess(name: str, plans_name: str, configurations) -> list:
+    """One configuration per preprocessed-data folder (``2d_mem`` reads ``2d``'s data); a
+    configuration the plans do not have (``2d_mem`` of a 2D dataset) is refused by name."""
+    from nnunetv2.utilities.file_path_utilities import load_json
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, plans_name + ".json")
+    manager = PlansManager(load_json(plans_file))
+    todo, identifiers = [], set()
+    for c in configurations:
+        if c not in manager.available_configurations:
+            raise UsageError(f"{name} has no {c!r} configuration in {plans_file} (planned: "
+                             f"{', '.join(manager.available_configurations)}): {MEM_CONFIGURATION} "
+                             f"is planned for 3D datasets only (stacks of at least "
+                             f"{MIN_SLICES} slices)")
+        identifier = manager.get_configuration(c).data_identifier
+        if identifier not in identifiers:
+            identifiers.add(identifier)
+            todo.append(c)
+    return todo
 
 
 def _output_folders(name: str, plans_name: str, configurations) -> list:
@@ -61,7 +85,7 @@ def _output_folders(name: str, plans_name: str, configurations) -> list:
     folder = os.path.join(os.environ["nnUNet_preprocessed"], name)
     planned = load_json(os.path.join(folder, plans_name + ".json"))["configurations"]
     return [os.path.join(folder, planned[c]["data_identifier"]) for c in configurations
-            if c in planned]
+            if c in planned and "data_identifier" in planned[c]]
 
 
 @contextlib.contextmanager
@@ -87,7 +111,9 @@ def parser() -> argparse.ArgumentParser:
                    help="explicit 2D patch size (rounded up to multiples of 32)")
     p.add_argument("-gpu_memory_target", type=float, default=8.0,
                    help="GPU memory (GB) the batch size is planned for (default: 8)")
-    p.add_argument("-c", nargs="+", default=["2d"], help="configurations to preprocess (only 2d)")
+    p.add_argument("-c", nargs="+", default=["2d"],
+                   help="configurations to preprocess: 2d (default); 2d_mem, planned for 3D "
+                        "datasets, reads the 2d data (preprocessing 2d serves both)")
     p.add_argument("-np", nargs="+", type=int, default=[4], help="processes for preprocessing")
     p.add_argument("-npfp", type=int, default=4, help="processes for fingerprint extraction")
     p.add_argument("-overwrite_plans_name", default=PLANS_NAME, help="plans identifier")

@@ -9,6 +9,7 @@ from nnsam2.cli.common import run_cli, show_progress
 from nnsam2.nnunet import init_policy
 from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
 from nnsam2.nnunet.checkpointing import ENV_RESUME
+from nnsam2.nnunet.memory_plan import MEM_CONFIGURATION, MIN_SLICES
 from nnsam2.nnunet.planner import PLANS_NAME
 from nnsam2.nnunet.trainers import ENV_PROGRESS
 from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
@@ -25,8 +26,11 @@ def _check_before_start(a) -> None:
         raise UsageError(f"plans {plans_file} not found: run nnsam2_plan_and_preprocess -d {a.dataset}")
     configurations = load_json(plans_file)["configurations"]
     if a.configuration not in configurations:
+        why = (f"; {MEM_CONFIGURATION} is planned for 3D datasets only (stacks of at least "
+               f"{MIN_SLICES} slices), and {name} is not one" if a.configuration ==
+               MEM_CONFIGURATION else "")
         raise UsageError(f"configuration {a.configuration!r} is not in {plans_file} "
-                         f"(available: {sorted(configurations)})")
+                         f"(available: {sorted(configurations)}){why}")
     try:
         trainer = recursive_find_trainer_class_by_name(a.tr)
     except RuntimeError as e:
@@ -44,7 +48,8 @@ def _check_before_start(a) -> None:
     if not (resuming or a.pretrained_weights):
         policy = init_policy.resolve_policy(size)  # raises with the fix when none is given
         if policy.mode == "checkpoint":
-            _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file)
+            _check_checkpoint_fits(policy.checkpoint, size, trainer, plans_file,
+                                   memory=a.configuration == MEM_CONFIGURATION)
 
 
 def _check_pretrained(a) -> None:
@@ -100,14 +105,15 @@ def _restore_train_all(name: str, a) -> None:
         os.environ[init_policy.ENV_TRAIN_ALL] = "1"
 
 
-def _check_checkpoint_fits(path: str, size: str, trainer, plans_file: str) -> None:
+def _check_checkpoint_fits(path: str, size: str, trainer, plans_file: str,
+                          memory: bool = False) -> None:
     """Map the checkpoint onto the planned network once, so a wrong file fails up front."""
     from nnunetv2.utilities.file_path_utilities import load_json
-    from nnsam2.network import build_network
+    from nnsam2.network import build_memory_network, build_network
     from nnsam2.network.checkpoint import read_official_state_dict, remap_sam2_state_dict
     dataset_json = load_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))
-    net = build_network(len(dataset_json["channel_names"]), 2, size=size,
-                        adapter=trainer.adapter_cfg())
+    net = (build_memory_network if memory else build_network)(
+        len(dataset_json["channel_names"]), 2, size=size, adapter=trainer.adapter_cfg())
     remap_sam2_state_dict(read_official_state_dict(path), net, path)
 
 
@@ -137,7 +143,8 @@ def train(a) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnsam2_train", description=__doc__)
     p.add_argument("dataset", help="dataset name or id")
-    p.add_argument("configuration", help="configuration (2d)")
+    p.add_argument("configuration", help="configuration: 2d, or 2d_mem (3D datasets: runs of "
+                                         "slices read by SAM2's memory)")
     p.add_argument("fold", help="fold 0-4 or 'all'")
     p.add_argument("-tr", default="SAM2DualAdapterTrainer", help="trainer class name")
     p.add_argument("-p", default=PLANS_NAME, help=f"plans identifier (default {PLANS_NAME})")

@@ -1,4 +1,4 @@
-"""nnU-Net experiment planner for the adapted SAM2 (2D configuration only)."""
+"""nnU-Net experiment planner for the adapted SAM2: ``2d`` always, ``2d_mem`` for 3D datasets."""
 import contextlib
 import io
 import logging
@@ -14,12 +14,13 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 from nnsam2.network.configs import get_size
 from nnsam2.network.sam2_net import SIZE_MULTIPLE
 from nnsam2.nnunet.memory import estimate_training_memory
+from nnsam2.nnunet.memory_plan import MEM_CONFIGURATION, plan_memory_configuration
 
 logger = logging.getLogger(__name__)
 
 PLANS_NAME = "nnSAM2Plans"
 MIN_PATCH = 64
-PLANNED_CONFIGURATIONS = ("2d",)
+PLANNED_CONFIGURATIONS = ("2d", MEM_CONFIGURATION)
 NETWORK_CLASS = "nnsam2.network.sam2_net.SAM2SegNet"
 
 
@@ -40,12 +41,13 @@ def sam2_architecture(size: str) -> dict:
 
 
 class nnSAM2Planner(ExperimentPlanner):
-    """nnU-Net's planner, planning only the configurations nnsam2 trains (``2d``).
+    """nnU-Net's planner, planning only the configurations nnsam2 trains.
 
-    The 2D patch is nnU-Net's, rounded up to multiples of 32; the batch size comes from the
+    ``2d``: nnU-Net's 2D patch, rounded up to multiples of 32; the batch size comes from the
     measured training memory of the chosen SAM2 size and the GPU memory target; the SAM2 settings
     are recorded under ``configurations/2d/sam2`` and the ``architecture`` entry describes the
-    SAM2 network. 3D datasets train slice-wise in ``2d``; no 3D U-Net is planned.
+    SAM2 network. ``2d_mem`` (3D datasets only): runs of consecutive slices read by SAM2's memory
+    attention, planned by :mod:`nnsam2.nnunet.memory_plan`. No 3D U-Net is planned.
 
     Args:
         sam2_size: ``tiny``, ``small``, ``base_plus``, ``large`` or ``toy``.
@@ -95,8 +97,14 @@ class nnSAM2Planner(ExperimentPlanner):
         return plan
 
     def save_plans(self, plans):
-        plans["configurations"] = {c: plans["configurations"][c] for c in PLANNED_CONFIGURATIONS}
+        mem = plan_memory_configuration(plans, self.dataset_json, self.sam2_size,
+                                         self.UNet_vram_target_GB)
+        if mem is not None:
+            plans["configurations"][MEM_CONFIGURATION] = mem
+        plans["configurations"] = {c: plans["configurations"][c] for c in PLANNED_CONFIGURATIONS
+                                   if c in plans["configurations"]}
         for name, config in plans["configurations"].items():
+            config = {**plans["configurations"].get(config.get("inherits_from"), {}), **config}
             logger.info("SAM2 %s plan %r: patch %s, batch size %d, spacing %s", self.sam2_size,
                         name, config["patch_size"], config["batch_size"], config["spacing"])
         plans_file = os.path.join(os.environ["nnUNet_preprocessed"], self.dataset_name,

@@ -21,10 +21,12 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnsam2.losses import CompositeLoss
-from nnsam2.network import AdapterCfg, build_network, load_sam2_checkpoint, model_summary
+from nnsam2.network import AdapterCfg, build_memory_network, build_network, \
+    load_sam2_checkpoint, model_summary
 from nnsam2.network.build import set_trainable
 from nnsam2.network.configs import resolve
 from nnsam2.nnunet import checkpointing, init_policy
+from nnsam2.nnunet.batched_prediction import predictor_class_injected
 from nnsam2.nnunet.finetune import load_nnsam2_pretrained
 
 
@@ -86,8 +88,21 @@ class nnSAM2Trainer(nnUNetTrainer):
             raise RuntimeError(
                 "these plans have no 'sam2' entry; plan the dataset with "
                 "nnsam2_plan_and_preprocess and train with -p nnSAM2Plans")
-        return build_network(num_input_channels, num_output_channels, size=sam2["size"],
-                             adapter=cls.adapter_cfg())
+        builder = build_memory_network if len(configuration_manager.patch_size) == 3 \
+            else build_network  # 2d_mem: (slices, H, W) patches read by SAM2's memory
+        return builder(num_input_channels, num_output_channels, size=sam2["size"],
+                       adapter=cls.adapter_cfg())
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's choice; for ``2d_mem`` (a few slices of a large in-plane patch) that is its
+        anisotropic "dummy 2D" augmentation: in-plane rotation and scaling of every slice alike.
+        Test-time mirroring stays in-plane: the network already reads each run both ways."""
+        rotation, dummy_2d, initial_patch, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if len(self.configuration_manager.patch_size) == 3:
+            assert dummy_2d, "2d_mem patches are thin runs of slices (nnU-Net's anisotropic case)"
+            self.inference_allowed_mirroring_axes = (1, 2)
+        return rotation, dummy_2d, initial_patch, mirror_axes
 
     @property
     def sam2_size(self) -> str:
@@ -131,6 +146,12 @@ class nnSAM2Trainer(nnUNetTrainer):
             self.print_to_log_file(f"loaded {used} (epoch {checkpoint['current_epoch']})")
         checkpointing.restore(self, unwrap(self.network), checkpoint)
         self.weights_restored = True
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        """nnU-Net's final validation, several patches per forward pass
+        (:mod:`nnsam2.nnunet.batched_prediction`; budget: ``nnSAM2_prediction_memory_gb``)."""
+        with predictor_class_injected(sys.modules[nnUNetTrainer.__module__]):
+            super().perform_actual_validation(save_probabilities)
 
     def on_train_start(self):
         super().on_train_start()

@@ -1,0 +1,103 @@
+"""``2d_mem`` through the real commands on a generated 3D dataset whose classes only neighbouring
+slices tell apart: planned for 3D data only, trained with --c, predicted as NIfTI, compared with
+and ensembled with ``2d`` by find_best_configuration; a 2D dataset asked for it is refused."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from dataset_conversion.context_dataset import LABELS, generate_context_dataset, make_context_case
+from nnsam2.nnunet.memory_plan import MAX_SLICES, MIN_SLICES, slices_for_spacing
+from tests.test_end_to_end import QUICK_TRAINING, run, workspace_env
+
+DATASET = "Dataset992_Context3D"
+
+
+def test_context_cases_need_neighbouring_slices():
+    """Both classes have the same intensity, and single-slice disk sizes overlap."""
+    image, labels, _ = make_context_case(0, 0)
+    tube, ball = image[labels == 1].mean(), image[labels == 2].mean()
+    assert abs(tube - ball) < 10, (tube, ball)  # noise std is 12: not separable by intensity
+    areas = {1: [], 2: []}  # disk areas (px) per slice and object
+    for z in range(labels.shape[0]):
+        disks, n = ndimage.label(labels[z] > 0)
+        for i in range(1, n + 1):
+            areas[int(labels[z][disks == i][0])].append(int((disks == i).sum()))
+    assert min(areas[2]) < min(areas[1]) and max(areas[1]) < max(areas[2])
+
+
+def test_slices_rule():
+    assert slices_for_spacing(10.0, 9) == 5  # 50 mm of context
+    assert slices_for_spacing(1.0, 155) == MAX_SLICES
+    assert slices_for_spacing(25.0, 12) == MIN_SLICES
+    assert slices_for_spacing(1.0, 4) == 4  # never more slices than a case has
+
+
+@pytest.fixture(scope="module")
+def mem_workspace(tmp_path_factory):
+    root, env = workspace_env(tmp_path_factory.mktemp("mem"))
+    generate_context_dataset(root / "nnUNet_raw", num_train=5, num_test=1)
+    run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "toy", "--patch-size", "64",
+        "64", "-c", "2d", "2d_mem", "-np", "1", "-npfp", "1", env=env)
+    return root, env
+
+
+def test_2d_mem_plans(mem_workspace):
+    root, _ = mem_workspace
+    plans = json.loads((root / "nnUNet_preprocessed" / DATASET / "nnSAM2Plans.json").read_text())
+    mem = plans["configurations"]["2d_mem"]
+    assert mem["inherits_from"] == "2d"  # same preprocessed data, nothing done twice
+    assert mem["patch_size"][1:] == plans["configurations"]["2d"]["patch_size"]
+    assert mem["patch_size"][0] == mem["sam2"]["memory"]["slices"] == slices_for_spacing(2.0, 20)
+    assert mem["batch_size"] >= 2
+    folders = [p.name for p in (root / "nnUNet_preprocessed" / DATASET).iterdir() if p.is_dir()]
+    assert folders == ["nnSAM2Plans_2d"]
+
+
+def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
+    root, env = mem_workspace
+    common = ("-tr", "SAM2SmokeTrainer", "-device", "cpu", "--random-init", "--npz")
+    for config in ("2d", "2d_mem"):
+        run("nnsam2_train", "992", config, "0", *common, env=env)
+    # --c continues the 2d_mem run (a second epoch on top of the first)
+    r = run("nnsam2_train", "992", "2d_mem", "0", *common, "--c",
+            env={**env, "SMOKE_EPOCHS": "2", "SMOKE_SKIP_VALIDATION": "1"})
+    fold = root / "nnUNet_results" / DATASET / "SAM2SmokeTrainer__nnSAM2Plans__2d_mem" / "fold_0"
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "Epoch 1" in log and "do_dummy_2d_data_aug: True" in log
+    pred = tmp_path / "pred"
+    run("nnsam2_predict", "-i", str(root / "nnUNet_raw" / DATASET / "imagesTs"), "-o", str(pred),
+        "-d", "992", "-c", "2d_mem", "-tr", "SAM2SmokeTrainer", "-f", "0", "-device", "cpu",
+        "-npp", "1", "-nps", "1", env=env)
+    out = sitk.ReadImage(str(pred / "ctx_005.nii.gz"))
+    ref = sitk.ReadImage(str(root / "nnUNet_raw" / DATASET / "labelsTs" / "ctx_005.nii.gz"))
+    assert out.GetSize() == ref.GetSize() and np.allclose(out.GetSpacing(), ref.GetSpacing())
+    assert set(np.unique(sitk.GetArrayFromImage(out))) <= set(LABELS.values())
+    r = run("nnsam2_find_best_configuration", "992", "-tr", "SAM2SmokeTrainer", "-f", "0",
+            "-np", "1", env=env)
+    assert "comparing 2d, 2d_mem" in r.stdout
+    results = root / "nnUNet_results" / DATASET
+    summary = json.loads((results / "inference_information.json").read_text())
+    compared = set(summary["all_results"])
+    assert any("2d_mem" in k for k in compared) and any("__2d" in k and "2d_mem" not in k
+                                                         for k in compared)
+    assert any(k.startswith("ensemble") for k in compared), compared
+
+
+def test_2d_dataset_gets_no_2d_mem(tmp_path):
+    from dataset_conversion.demo_dataset import generate_demo_dataset
+    root, env = workspace_env(tmp_path)
+    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=2, num_test=0)
+    r = run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "-c", "2d_mem",
+            "-np", "1", "-npfp", "1", env={**env, **QUICK_TRAINING, "nnUNet_n_proc_DA": "1"},
+            ok=False)
+    assert r.returncode != 0 and "2d_mem" in r.stderr and "3D datasets only" in r.stderr
+    plans = json.loads((root / "nnUNet_preprocessed" / "Dataset990_Demo2D" /
+                        "nnSAM2Plans.json").read_text())
+    assert list(plans["configurations"]) == ["2d"]
+    r = run("nnsam2_train", "990", "2d_mem", "all", "-device", "cpu", "--random-init", env=env,
+            ok=False)
+    assert r.returncode != 0 and "3D datasets only" in r.stderr
+    assert "Traceback" not in r.stderr
