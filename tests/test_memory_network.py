@@ -2,6 +2,8 @@
 checkpoint test)."""
 import pytest
 import torch
+from sam2.modeling.position_encoding import compute_axial_cis
+from sam2.modeling.sam.transformer import RoPEAttention
 
 from nnsam2.network import build_memory_network, build_network, load_sam2_checkpoint
 from nnsam2.network import frozen_store
@@ -16,7 +18,7 @@ def mem_net(seed: int = 0, **kwargs):
     return build_memory_network(1, CLASSES, size="toy", **kwargs).eval()
 
 
-def patch(depth: int = 4, height: int = 64, width: int = 96, batch: int = 2) -> torch.Tensor:
+def patch(depth: int = 3, height: int = 64, width: int = 64, batch: int = 1) -> torch.Tensor:
     return torch.randn(batch, 1, depth, height, width, generator=torch.Generator().manual_seed(3))
 
 
@@ -25,15 +27,22 @@ def same_weights(target, source):
     return target
 
 
-def test_shapes_non_square_and_input_checks():
+def rope_freqs(net):
+    return [m.freqs_cis for m in net.memory_attention.modules() if isinstance(m, RoPEAttention)]
+
+
+def test_shapes_non_square_rope_and_input_checks():
     net = mem_net()
     with torch.no_grad():
-        out = net(patch(depth=3, height=64, width=96))  # 4x6 tokens at stride 16: RoPE 4x6
-        square = net(patch(depth=2, height=64, width=64, batch=1))
+        square = net(patch(depth=2))
+        out = net(patch(depth=3, width=96, batch=2))  # 4 x 6 tokens at stride 16
     assert out.shape == (2, CLASSES, 3, 64, 96) and torch.isfinite(out).all()
     assert square.shape == (1, CLASSES, 2, 64, 64)
-    rope = [m.freqs_cis.shape[0] for m in net.memory_attention.modules() if hasattr(m, "freqs_cis")]
-    assert rope and set(rope) == {4 * 4}  # the last forward's (square) size, not sam2's 64x64
+    # sam2 alone would use w = h = sqrt(24) here: wrong positions (or a shape error)
+    expected = compute_axial_cis(dim=net.memory_attention.d_model, end_x=6, end_y=4)
+    assert len(rope_freqs(net)) == 2 * len(net.memory_attention.layers)
+    for freqs in rope_freqs(net):
+        torch.testing.assert_close(freqs, expected)
     with pytest.raises(ValueError, match="multiples of 32"):
         net(patch(height=64, width=80))
     with pytest.raises(ValueError, match=r"\(B, C, D, H, W\)"):
@@ -46,7 +55,7 @@ def test_first_slice_equals_2d_and_later_slices_use_memory():
     flat = build_network(1, CLASSES, size="toy").eval()
     flat.load_state_dict({k: v for k, v in net.state_dict().items()
                           if not k.startswith(MEMORY_KEYS)})
-    x = patch(depth=3)
+    x = patch(depth=3, batch=2)
     with torch.no_grad():
         out = net(x)
         per_slice = [flat(x[:, :, d]) for d in range(3)]
@@ -58,7 +67,7 @@ def test_first_slice_equals_2d_and_later_slices_use_memory():
 def test_both_directions_are_symmetric_and_differ_from_forward():
     both = mem_net()
     forward = same_weights(mem_net(seed=1, directions="forward"), both)
-    x = patch(depth=4)
+    x = patch(depth=3)
     with torch.no_grad():
         out = both(x)
         out_flipped = both(x.flip(2))
@@ -97,8 +106,8 @@ def test_memory_frozen_adapters_trainable_and_gradients():
     assert not [n for n in trainable if n.startswith(MEMORY_KEYS)]
     assert any(".adapter." in n for n in trainable) and any(".peg." in n for n in trainable)
     assert any(n.startswith("sam_mask_decoder.mask_tokens") for n in trainable)
-    x = patch(depth=3, batch=1)
-    target = torch.randint(0, CLASSES, (1, 3, 64, 96))
+    x = patch(depth=3)
+    target = torch.randint(0, CLASSES, (1, 3, 64, 64))
     torch.nn.functional.cross_entropy(net(x), target).backward()
     with_grad = {n for n, p in net.named_parameters() if p.grad is not None}
     assert with_grad == trainable
@@ -112,18 +121,19 @@ def test_lean_state_dict_round_trip(tmp_path):
     frozen_store._cache.clear()
     other = mem_net(seed=7)
     other.load_state_dict(frozen_store.expand(lean, [str(tmp_path)]))
-    x = patch(depth=2, batch=1)
+    x = patch(depth=2)
     with torch.no_grad():
         torch.testing.assert_close(other(x), net(x))
 
 
 def test_bf16_autocast_and_summary():
     net = mem_net()
-    x = patch(depth=2, batch=1)
+    x = patch(depth=2, height=32)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(x)
-    assert out.shape == (1, CLASSES, 2, 64, 96) and torch.isfinite(out.float()).all()
-    flops = flops_by_component(net, (1, 1, 2, 64, 96))
+    assert out.shape == (1, CLASSES, 2, 32, 64) and torch.isfinite(out.float()).all()
+    assert out.dtype == torch.bfloat16
+    flops = flops_by_component(net, (1, 1, 2, 32, 64))
     assert flops["memory"] > 0
-    table = model_summary(net, (1, 1, 2, 64, 96))
+    table = model_summary(net, (1, 1, 2, 32, 64))
     assert "memory" in table and "per slice" in table
