@@ -137,3 +137,17 @@ def test_bf16_autocast_and_summary():
     assert flops["memory"] > 0
     table = model_summary(net, (1, 1, 2, 32, 64))
     assert "memory" in table and "per slice" in table
+
+
+def test_benchmark_reports_the_memory_variant_per_slice():
+    from nnsam2.benchmark.variants import ALL_VARIANTS, MEM_SLICES, input_shape
+    from nnsam2.benchmark.worker import _per_slice
+
+    assert "mem" in ALL_VARIANTS and input_shape("mem", 1, (64, 96)) == (1, MEM_SLICES, 64, 96)
+    stats = dict(median_ms=80.0, q1_ms=40.0, q3_ms=160.0, min_ms=8.0, max_ms=800.0, n=3)
+    row = dict(latency_bs1=stats, latency_bsN=dict(stats), train_step=None, gflops=16.0,
+               gflops_by_component={"memory": 8.0, "all": 16.0})
+    row = _per_slice(row, 8)
+    assert row["latency_bs1"]["median_ms"] == 10.0 and row["latency_bs1"]["n"] == 3
+    assert row["gflops"] == 2.0 and row["gflops_by_component"]["memory"] == 1.0
+    assert row["per_input"]["latency_bsN"]["median_ms"] == 80.0 and row["train_step"] is None

@@ -6,7 +6,10 @@ SAM2 variants (per size and patch):
 * ``none_peg``: the same with PEGs instead (not in the default set; isolates the PEG cost);
 * ``hp`` / ``lw`` / ``lora``: the adapted networks in their training-time form;
 * ``lw_reparam``: ``lw`` after ``net.reparameterize()`` (inference-only form);
-* ``lora_merged``: ``lora`` after ``net.merge_lora()`` (inference-only form).
+* ``lora_merged``: ``lora`` after ``net.merge_lora()`` (inference-only form);
+* ``mem``: the ``2d_mem`` network (``hp`` + SAM2's frozen memory over the slices, both
+  directions) on stacks of :data:`MEM_SLICES` slices (not in the default set); its latency,
+  training step and GFLOPs are reported per slice, so that they compare with the 2D variants'.
 
 References: ``nnunet_unet`` (nnU-Net's default 2D U-Net, all parameters trainable) and
 ``sam_vit_b`` (segment-anything ViT-B image encoder + mask decoder at 1024x1024, prompt-free,
@@ -21,18 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnsam2.network import AdapterCfg, build_network
+from nnsam2.network import AdapterCfg, build_memory_network, build_network
 
 logger = logging.getLogger(__name__)
 
 SAM2_VARIANTS = ("none", "hp", "lw", "lw_reparam", "lora", "lora_merged")
-OPTIONAL_SAM2_VARIANTS = ("none_peg",)
+OPTIONAL_SAM2_VARIANTS = ("none_peg", "mem")
 REFERENCE_VARIANTS = ("nnunet_unet", "sam_vit_b")
 ALL_VARIANTS = SAM2_VARIANTS + OPTIONAL_SAM2_VARIANTS + REFERENCE_VARIANTS
 INFERENCE_ONLY = ("lw_reparam", "lora_merged")
 # The training-time form each inference-only form comes from.
 TRAINING_FORM = {"lw_reparam": "lw", "lora_merged": "lora"}
 SAM_VIT_B_PATCH = (1024, 1024)
+MEM_SLICES = 8  # slices per (B, C, D, H, W) input of the memory variant
 
 
 def sam_vit_b_available() -> bool:
@@ -50,7 +54,11 @@ class Built:
 
 
 def build_sam2_variant(name: str, size: str, channels: int, classes: int) -> Built:
-    """One of :data:`SAM2_VARIANTS` (or ``none_peg``)."""
+    """One of :data:`SAM2_VARIANTS` (or ``none_peg``, ``mem``)."""
+    if name == "mem":
+        net = build_memory_network(channels, classes, size=size, adapter=AdapterCfg("hp"))
+        return Built(net, False, f"hp + SAM2 memory, {net.directions} directions; per slice of "
+                                 f"{MEM_SLICES}-slice stacks")
     kind = TRAINING_FORM.get(name, name)
     adapter = AdapterCfg(kind="none", pos_embed="peg") if kind == "none_peg" else AdapterCfg(kind)
     net = build_network(channels, classes, size=size, adapter=adapter)
@@ -95,6 +103,13 @@ def build_sam_vit_b() -> Built:
                                "encoder + decoder trainable")
 
 
-def input_shape(name: str, channels: int, patch: Tuple[int, int]) -> Tuple[int, int, int]:
-    """(C, H, W) a variant runs at."""
-    return (3, *SAM_VIT_B_PATCH) if name == "sam_vit_b" else (channels, *patch)
+def slices_per_input(name: str) -> int:
+    """How many 2D slices one input of the variant holds (the per-slice divisor)."""
+    return MEM_SLICES if name == "mem" else 1
+
+
+def input_shape(name: str, channels: int, patch: Tuple[int, int]) -> Tuple[int, ...]:
+    """(C, H, W) a variant runs at; (C, D, H, W) for the memory variant."""
+    if name == "sam_vit_b":
+        return (3, *SAM_VIT_B_PATCH)
+    return (channels, MEM_SLICES, *patch) if name == "mem" else (channels, *patch)

@@ -10,7 +10,8 @@ from nnsam2.benchmark import measure
 from nnsam2.benchmark.jobs import Job
 from nnsam2.benchmark.nnunet_ref import build_unet
 from nnsam2.benchmark.paired import PairJob, run_pair
-from nnsam2.benchmark.variants import Built, build_sam2_variant, build_sam_vit_b, input_shape
+from nnsam2.benchmark.variants import (Built, build_sam2_variant, build_sam_vit_b, input_shape,
+                                       slices_per_input)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,24 @@ def run_job(job: Job, isolated: bool = True) -> dict:
     row["loadavg_end"] = os.getloadavg()[0]  # before the (slow on CPU) bf16 dtype check
     row["autocast_bf16_ops"] = None if reference else measure.autocast_heavy_op_dtypes(
         model, torch.randn(1, *shape, device=device))
+    return _per_slice(row, slices_per_input(job.variant))
+
+
+PER_SLICE = ("latency_bs1", "latency_bsN", "train_step")
+
+
+def _per_slice(row: dict, slices: int) -> dict:
+    """Times and GFLOPs of a multi-slice input divided by its slices (comparable with the 2D
+    variants' rows); the per-input values stay under ``per_input``. Peak memory stays per input."""
+    row["slices_per_input"] = slices
+    if slices == 1:
+        return row
+    row["per_input"] = {k: row[k] for k in PER_SLICE + ("gflops",)}
+    for key in PER_SLICE:
+        if row[key] is not None:
+            row[key] = {k: v / slices if k.endswith("_ms") else v for k, v in row[key].items()}
+    row["gflops"] /= slices
+    row["gflops_by_component"] = {k: v / slices for k, v in row["gflops_by_component"].items()}
     return row
 
 
