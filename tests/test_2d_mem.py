@@ -101,3 +101,49 @@ def test_2d_dataset_gets_no_2d_mem(tmp_path):
             ok=False)
     assert r.returncode != 0 and "3D datasets only" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
+    """The comparison trainers: learning rate by budget spent, training ends when it is spent,
+    and a missing budget is a usage error."""
+    from nnsam2.nnunet import budget_trainer
+    from nnsam2.nnunet.environment import UsageError
+
+    class Loop:  # the parts of nnU-Net's trainer the mixin uses
+        initial_lr, current_epoch, ended = 1.0, 0, False
+
+        def __init__(self):
+            self.optimizer = type("O", (), {"param_groups": [{"lr": 0.0}]})()
+            self.logger = type("L", (), {"my_fantastic_logging": {"lrs": [0.0]}})()
+
+        def on_train_start(self):
+            pass
+
+        def on_train_epoch_start(self):
+            pass
+
+        def print_to_log_file(self, *args, **kwargs):
+            pass
+
+        def run_training(self):
+            self.on_train_start()
+            while True:
+                self.on_train_epoch_start()
+                self.current_epoch += 1
+
+        def on_train_end(self):
+            self.ended = True
+
+    class Trainer(budget_trainer._CPUBudget, Loop):
+        pass
+
+    clock = iter([0.0, 0.0, 50.0, 100.0])  # process_time: start, epoch 0, epoch 1, epoch 2
+    monkeypatch.setattr(budget_trainer.time, "process_time", lambda: next(clock))
+    monkeypatch.setenv(budget_trainer.ENV_BUDGET, "100")
+    trainer = Trainer()
+    trainer.run_training()
+    assert trainer.ended and trainer.current_epoch == 2
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 ** 0.9)
+    monkeypatch.delenv(budget_trainer.ENV_BUDGET)
+    with pytest.raises(UsageError, match="nnSAM2_cpu_budget_s"):
+        Trainer().on_train_start()

@@ -209,9 +209,10 @@ def test_plans_describe_sam2_and_clean_means_clean(tmp_path):
               "--no_pp", "--clean", env=env)
     assert "3D fullres U-Net configuration" not in out.stdout + out.stderr
     plans = json.loads(plans_file.read_text())
-    # a 3D dataset: no 3D U-Net planned; --clean dropped the earlier file's configuration
-    # (without it nnU-Net merges earlier configurations in)
-    assert list(plans["configurations"]) == ["2d"]
+    # a 3D dataset: no 3D U-Net planned (2d, and 2d_mem on 2d's data); --clean dropped the
+    # earlier file's configuration (without it nnU-Net merges earlier configurations in)
+    assert list(plans["configurations"]) == ["2d", "2d_mem"]
+    assert plans["configurations"]["2d_mem"]["inherits_from"] == "2d"
     arch = plans["configurations"]["2d"]["architecture"]
     assert arch["network_class_name"] == "nnsam2.network.sam2_net.SAM2SegNet"
     assert arch["arch_kwargs"]["sam2_size"] == "toy"

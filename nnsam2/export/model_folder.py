@@ -5,6 +5,7 @@ from typing import List, Optional, Union
 
 import torch
 
+from nnsam2.network.memory_net import SAM2MemSegNet
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.nnunet.environment import UsageError, use_nnsam2_trainers
 
@@ -46,6 +47,9 @@ def load_inference_network(folder: str, fold: Fold, checkpoint_name: str):
     if not isinstance(net, SAM2SegNet):
         raise UsageError(f"{folder} holds a {type(net).__name__}, not an nnsam2 network "
                          f"(trainer {predictor.trainer_name}); nnsam2_export exports nnsam2 models")
+    if isinstance(net, SAM2MemSegNet):
+        raise UsageError(f"{folder} is a 2d_mem model: its slice-by-slice memory loop is not "
+                         f"exported to ONNX; export the dataset's 2d model instead")
     return net.eval(), predictor
 
 

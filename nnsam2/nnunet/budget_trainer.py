@@ -6,7 +6,8 @@ The budget is the training process's CPU time (``time.process_time``: all its th
 seconds, from ``nnSAM2_cpu_budget_s``; run with ``nnUNet_n_proc_DA=0`` so that data
 augmentation is counted too. The learning rate follows nnU-Net's poly schedule over the fraction
 of the budget spent; training ends after the epoch in which the budget runs out, with nnU-Net's
-usual end (final checkpoint, then the validation of ``nnsam2_train``).
+usual end (final checkpoint). There is no final validation: these runs are compared on a test
+set predicted with ``nnsam2_predict`` (same cases, same settings for every configuration).
 """
 import os
 import time
@@ -52,9 +53,12 @@ class _CPUBudget:
         lr = self.initial_lr * (1.0 - spent) ** POLY_EXPONENT
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.logger.log("lrs", lr, self.current_epoch)
+        self.logger.my_fantastic_logging["lrs"][-1] = lr  # nnU-Net logged its epoch-based rate
         self.print_to_log_file(f"CPU budget spent: {100 * spent:.1f}% of {self.cpu_budget_s:.0f} s; "
                                f"learning rate {lr:.2e}")
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        self.print_to_log_file("no final validation (CPU-budget comparison trainer)")
 
     def run_training(self):
         try:
