@@ -139,9 +139,10 @@ class BatchedPredictionMixin:
             images = max(1, budget // per_image)
             mirrors = len(self._mirror_flips(image.ndim))
             self._images_per_forward[key] = images
-            logger.info("nnsam2: %d patch(es) per forward pass (%d image(s) with %d mirror(s) "
-                        "each; budget %.2f GB, %.1f MB per image, %s)", max(1, images // mirrors),
-                        images, mirrors, budget / GB, per_image / 2 ** 20, how)
+            logger.info("nnsam2: up to %d patch(es) per forward pass (%d image(s) with %d "
+                        "mirror(s) each; budget %.2f GB, %.1f MB per image, %s)",
+                        max(1, images // mirrors), images, mirrors, budget / GB,
+                        per_image / 2 ** 20, how)
         return self._images_per_forward[key]
 
     def _forward_in_chunks(self, images: torch.Tensor) -> torch.Tensor:
@@ -193,7 +194,8 @@ class BatchedPredictionMixin:
                                         sigma_scale=1. / 8, value_scaling_factor=10,
                                         device=results_device) if self.use_gaussian else 1
             first = data[slicers[0]][None].to(self.device)  # (1, C, *patch)
-            positions = max(1, self.images_per_forward(first) // len(self._mirror_flips(first.ndim)))
+            mirrors = len(self._mirror_flips(first.ndim))
+            positions = max(1, self.images_per_forward(first) // mirrors)
             with tqdm(total=len(slicers), disable=not self.allow_tqdm) as bar:
                 for start in range(0, len(slicers), positions):
                     group = slicers[start:start + positions]
