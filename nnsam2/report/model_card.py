@@ -10,7 +10,8 @@ from typing import Dict, List
 
 from nnsam2.network import frozen_store
 from nnsam2.network.configs import resolve
-from nnsam2.network.summary import COMPONENTS, flops_by_component, parameter_report
+from nnsam2.network.summary import components as network_components, flops_by_component, \
+    parameter_report
 from nnsam2.nnunet import init_policy
 from nnsam2.nnunet.environment import use_nnsam2_trainers
 from nnsam2.report.layout import ModelFolder
@@ -99,7 +100,7 @@ def components(network, input_shape) -> List[dict]:
     params = parameter_report(network)
     flops = flops_by_component(network, input_shape)
     return [{"component": c, **params[c], "gflops": flops.get(c, 0.0)}
-            for c in COMPONENTS + ("all",)]
+            for c in network_components(network) + ("all",)]
 
 
 def adapter_facts(trainer_class) -> List[tuple]:
