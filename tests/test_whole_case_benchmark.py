@@ -29,6 +29,7 @@ def test_every_model_has_seconds_per_case_and_wrote_its_segmentation(run):
     assert set(rows) == set(MODELS)
     for name, row in rows.items():
         assert row["seconds"]["n"] == 1 and row["seconds"]["median"] > 0
+        assert 0 < row["network_seconds"]["median"] < row["seconds"]["median"]
         assert list(row["per_case"]) == ["case_002"]
         assert (out / "work" / "predictions" / name / "case_002.nii.gz").is_file()
     models = result["models"]

@@ -68,15 +68,32 @@ def load_predictors(folders: dict, patchwise: Sequence[str], device: str, step_s
     return out
 
 
-def predict_case(predictor, image_file: str, output_truncated: str, device: str) -> float:
-    """Seconds to read one raw case, predict it and write its segmentation."""
+def predict_case(predictor, image_file: str, output_truncated: str, device: str) -> dict:
+    """Seconds to read one raw case, predict it and write its segmentation (``seconds``), and
+    of them the network's share (``network_seconds``: the sliding window, every window, mirror
+    and fold; the rest is reading, preprocessing, resampling and writing)."""
     import torch
-    start = time.perf_counter()
-    image, properties = predictor.plans_manager.image_reader_writer_class().read_images([image_file])
-    predictor.predict_single_npy_array(image, properties, None, output_truncated, False)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    network = []
+    original = predictor.predict_logits_from_preprocessed_data
+
+    def timed(data):
+        start = time.perf_counter()
+        logits = original(data)
+        sync()
+        network.append(time.perf_counter() - start)
+        return logits
+
+    predictor.predict_logits_from_preprocessed_data = timed
+    try:
+        start = time.perf_counter()
+        image, properties = predictor.plans_manager.image_reader_writer_class().read_images(
+            [image_file])
+        predictor.predict_single_npy_array(image, properties, None, output_truncated, False)
+        sync()
+        return dict(seconds=time.perf_counter() - start, network_seconds=sum(network))
+    finally:
+        del predictor.predict_logits_from_preprocessed_data
 
 
 def run_interleaved(predictors: dict, cases: List[str], out_dir: Path, device: str, warmup: int,
@@ -100,9 +117,9 @@ def run_interleaved(predictors: dict, cases: List[str], out_dir: Path, device: s
                 case_id = os.path.basename(case)[:-len("_0000.nii.gz")]
                 for name in order:
                     bar.set_postfix_str(f"{name} {case_id}")
-                    seconds = predict_case(predictors[name], case, str(out_dir / name / case_id),
-                                           device)
-                    records.append(dict(model=name, case=case_id, repeat=rep, seconds=seconds))
+                    timed = predict_case(predictors[name], case, str(out_dir / name / case_id),
+                                         device)
+                    records.append(dict(model=name, case=case_id, repeat=rep, **timed))
                     bar.update()
     return records
 

@@ -27,12 +27,16 @@ def _what(name: str, model: dict) -> str:
 
 def model_table(result: dict) -> List[List[str]]:
     reference = {c["model"]: c for c in result["ratios"] if c["reference"] == "nnunet_2d"}
-    rows = [["model", "what", "patch", "s/case median [IQR]", "n", "/ nnunet_2d"]]
+    base = next(r["network_seconds"]["median"] for r in result["rows"] if r["model"] == "nnunet_2d")
+    rows = [["model", "what", "patch", "s/case median [IQR]", "n", "/ nnunet_2d",
+             "network s/case", "network / nnunet_2d"]]
     for row in result["rows"]:
         name, model = row["model"], result["models"][row["model"]]
         rows.append([name, _what(name, model), "x".join(map(str, model["patch"])),
                      _seconds(row["seconds"]), str(row["seconds"]["n"]),
-                     _ratio(reference[name]) if name in reference else "1.000"])
+                     _ratio(reference[name]) if name in reference else "1.000",
+                     _seconds(row["network_seconds"]),
+                     f"{row['network_seconds']['median'] / base:.3f}" if base else "-"])
     return rows
 
 
@@ -69,7 +73,9 @@ def header_lines(result: dict) -> List[str]:
              "One case = read the raw NIfTI, preprocess, sliding-window prediction, resample and "
              "write the segmentation, in one process; seconds per case: median [q1-q3] over "
              "every timed prediction. Ratios: median / median; paired: the median [q1-q3] of "
-             "the per-prediction ratios (same case, same repetition).",
+             "the per-prediction ratios (same case, same repetition). Network s/case: the "
+             "sliding-window part of the same predictions (the rest is reading, preprocessing, "
+             "resampling and writing).",
              ]
     if load:
         lines.append(f"1-minute load average: {load[0]:.1f} before, {load[-1]:.1f} after the "

@@ -49,6 +49,7 @@ def summarise(records: List[dict], reference: str, device: str) -> dict:
         per_case = {c: statistics.median(r["seconds"] for r in mine if r["case"] == c)
                     for c in dict.fromkeys(r["case"] for r in mine)}
         rows.append(dict(model=name, seconds=quartiles([r["seconds"] for r in mine]),
+                         network_seconds=quartiles([r.get("network_seconds", 0.0) for r in mine]),
                          per_case=per_case))
     ratios = [compare(records, n, reference) for n in names if n != reference]
     ratios += [compare(records, n, n.removesuffix("_patchwise")) for n in names
