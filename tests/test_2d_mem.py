@@ -52,8 +52,8 @@ def test_2d_mem_plans(mem_workspace):
     assert mem["patch_size"][1:] == plans["configurations"]["2d"]["patch_size"]
     assert mem["patch_size"][0] == mem["sam2"]["memory"]["slices"] == slices_for_spacing(2.0, 20)
     assert mem["batch_size"] >= 2
-    folders = [p.name for p in (root / "nnUNet_preprocessed" / DATASET).iterdir() if p.is_dir()]
-    assert folders == ["nnSAM2Plans_2d"]
+    folders = {p.name for p in (root / "nnUNet_preprocessed" / DATASET).iterdir() if p.is_dir()}
+    assert folders == {"nnSAM2Plans_2d", "gt_segmentations"}
 
 
 def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
@@ -112,15 +112,14 @@ def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
     class Loop:  # the parts of nnU-Net's trainer the mixin uses
         initial_lr, current_epoch, ended = 1.0, 0, False
 
-        def __init__(self):
-            self.optimizer = type("O", (), {"param_groups": [{"lr": 0.0}]})()
-            self.logger = type("L", (), {"my_fantastic_logging": {"lrs": [0.0]}})()
+        def configure_optimizers(self):
+            return type("O", (), {"param_groups": [{"lr": 0.0}]})(), None
 
         def on_train_start(self):
-            pass
+            self.optimizer, self.lr_scheduler = self.configure_optimizers()
 
         def on_train_epoch_start(self):
-            pass
+            self.lr_scheduler.step(self.current_epoch)
 
         def print_to_log_file(self, *args, **kwargs):
             pass
@@ -137,7 +136,8 @@ def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
     class Trainer(budget_trainer._CPUBudget, Loop):
         pass
 
-    clock = iter([0.0, 0.0, 50.0, 100.0])  # process_time: start, epoch 0, epoch 1, epoch 2
+    # process_time: start; then per epoch the budget check and the scheduler step
+    clock = iter([0.0, 0.0, 0.0, 50.0, 50.0, 100.0])
     monkeypatch.setattr(budget_trainer.time, "process_time", lambda: next(clock))
     monkeypatch.setenv(budget_trainer.ENV_BUDGET, "100")
     trainer = Trainer()

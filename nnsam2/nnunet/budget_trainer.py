@@ -26,6 +26,19 @@ class _BudgetSpent(Exception):
     pass
 
 
+class BudgetPolyLR:
+    """nnU-Net's poly schedule over the fraction of the CPU budget spent (nnU-Net's trainer
+    calls ``step(epoch)`` at the start of every epoch; the epoch number is not used)."""
+
+    def __init__(self, optimizer, initial_lr: float, fraction_spent):
+        self.optimizer, self.initial_lr, self.fraction_spent = optimizer, initial_lr, fraction_spent
+
+    def step(self, epoch=None) -> None:
+        lr = self.initial_lr * max(0.0, 1.0 - self.fraction_spent()) ** POLY_EXPONENT
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
 class _CPUBudget:
     sam2_initial_lr = 2e-3  # random-init comparisons on a CPU, as the demo trainer
     sam2_num_epochs = 10_000  # never reached: the budget ends training
@@ -45,17 +58,16 @@ class _CPUBudget:
     def budget_fraction(self) -> float:
         return (time.process_time() - self._cpu_start) / self.cpu_budget_s
 
+    def configure_optimizers(self):
+        optimizer, _ = super().configure_optimizers()
+        return optimizer, BudgetPolyLR(optimizer, self.initial_lr, self.budget_fraction)
+
     def on_train_epoch_start(self):
         spent = self.budget_fraction()
         if spent >= 1.0:
             raise _BudgetSpent()
-        super().on_train_epoch_start()
-        lr = self.initial_lr * (1.0 - spent) ** POLY_EXPONENT
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.logger.my_fantastic_logging["lrs"][-1] = lr  # nnU-Net logged its epoch-based rate
-        self.print_to_log_file(f"CPU budget spent: {100 * spent:.1f}% of {self.cpu_budget_s:.0f} s; "
-                               f"learning rate {lr:.2e}")
+        super().on_train_epoch_start()  # steps BudgetPolyLR and logs its rate
+        self.print_to_log_file(f"CPU budget spent: {100 * spent:.1f}% of {self.cpu_budget_s:.0f} s")
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("no final validation (CPU-budget comparison trainer)")
