@@ -2,6 +2,7 @@
 of writing a segmentation. No worker survives it, no truncated file is left under an output name,
 and --continue_prediction then yields every case, readable and identical to an uninterrupted run."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,19 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from tests.processes import alive, descendants, wait_until
-from tests.test_end_to_end import planned_workspace, run
-
-QUICK_TRAINER = textwrap.dedent('''
-    from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
-
-    class SAM2QuickTrainer(SAM2DualAdapterTrainer):
-        sam2_iterations_per_epoch = 1
-        sam2_val_iterations_per_epoch = 1
-        sam2_num_epochs = 1
-
-        def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-            """Skipped: these tests only need a model folder."""
-''')
+from tests.test_end_to_end import run
 
 # On PYTHONPATH of the interrupted run only; acts in the spawned workers. The first segmentation
 # is written normally; the second is cut in half, then the worker waits to be killed.
@@ -51,19 +40,20 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A planned demo dataset with three test images and a one-iteration model (fold 'all')."""
-    root, env = planned_workspace(tmp_path_factory.mktemp("fault_predict"), num_train=5,
-                                  num_test=3, quick_trainer=QUICK_TRAINER)
-    run("nnsam2_train", "990", "2d", "all", "-tr", "SAM2QuickTrainer", "-device", "cpu",
-        "--random-init", env={**env, "nnUNet_n_proc_DA": "0"})
-    return root, env
+def model(demo_trained, tmp_path_factory):
+    """The session's trained demo model (SAM2SmokeTrainer, fold 0) and a folder of three images
+    to predict (the two test images and a training image): (images, env)."""
+    root, env = demo_trained
+    raw = root / "nnUNet_raw" / "Dataset990_Demo2D"
+    images = tmp_path_factory.mktemp("fault_predict_images")
+    for image in [*sorted((raw / "imagesTs").iterdir()), sorted((raw / "imagesTr").iterdir())[0]]:
+        shutil.copy(image, images)
+    return images, env
 
 
-def predict_args(root, out, *extra):
-    images = root / "nnUNet_raw" / "Dataset990_Demo2D" / "imagesTs"
+def predict_args(images, out, *extra):
     return ["nnsam2_predict", "-i", str(images), "-o", str(out), "-d", "990", "-tr",
-            "SAM2QuickTrainer", "-f", "all", "-device", "cpu", "--disable_tta",
+            "SAM2SmokeTrainer", "-f", "0", "-device", "cpu", "--disable_tta",
             "--save_probabilities", "-npp", "1", "-nps", "1", *extra]
 
 
@@ -74,14 +64,14 @@ def outputs(folder):
             for p in sorted(folder.glob("*.nii.gz"))}
 
 
-def kill_mid_write(root, env, out, fault_dir):
+def kill_mid_write(images, env, out, fault_dir):
     """Start the prediction with the fault and SIGKILL it once a write hangs halfway; returns the
     processes it had then."""
     fault_dir.mkdir()
     (fault_dir / "sitecustomize.py").write_text(FAULT)
     fault_env = {**env, "FAULT_DIR": str(fault_dir),
                  "PYTHONPATH": os.pathsep.join([str(fault_dir), env.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(predict_args(root, out), env=fault_env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(predict_args(images, out), env=fault_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: (fault_dir / "mid_write").exists() or proc.poll() is not None,
@@ -96,19 +86,19 @@ def kill_mid_write(root, env, out, fault_dir):
 
 
 def test_killed_prediction_continues_to_identical_complete_outputs(model, tmp_path):
-    root, env = model
+    images, env = model
     reference = tmp_path / "reference"
-    uninterrupted = subprocess.Popen(predict_args(root, reference), env=env,  # meanwhile
+    uninterrupted = subprocess.Popen(predict_args(images, reference), env=env,  # meanwhile
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "out"
-    workers = kill_mid_write(root, env, out, tmp_path / "fault")
+    workers = kill_mid_write(images, env, out, tmp_path / "fault")
     assert workers, "the prediction had no worker processes"
     assert wait_until(lambda: not any(alive(p) for p in workers), timeout=10), \
         "worker processes outlived the killed prediction"
     interrupted = outputs(out)  # every file under an output name is complete
     assert 1 <= len(interrupted) < 3
 
-    run(*predict_args(root, out, "--continue_prediction"), env=env)
+    run(*predict_args(images, out, "--continue_prediction"), env=env)
     assert uninterrupted.wait(timeout=600) == 0, uninterrupted.stderr.read()
     expected = outputs(reference)
     assert len(expected) == 3

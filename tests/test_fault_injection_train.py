@@ -4,9 +4,8 @@ import textwrap
 
 import pytest
 
-from nnsam2.nnunet.checkpointing import CHECKPOINT_NAMES
 from nnsam2.nnunet.safe_load import load_nnunet_checkpoint
-from tests.test_end_to_end import QUICK_TRAINING, model_folder, planned_workspace, run
+from tests.test_end_to_end import QUICK_TRAINING, copy_workspace, model_folder, run, run_together
 
 FAULTY_TRAINER = textwrap.dedent('''
     import os
@@ -25,7 +24,7 @@ FAULTY_TRAINER = textwrap.dedent('''
 
     class SAM2FaultyTrainer(SAM2DualAdapterTrainer_LW):
         sam2_num_epochs = 3
-        sam2_iterations_per_epoch = 2
+        sam2_iterations_per_epoch = 1  # the kill points are per epoch
         sam2_val_iterations_per_epoch = 1
         sam2_initial_lr = 1e-3
 
@@ -48,30 +47,30 @@ FAULTY_TRAINER = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def faulty_workspace(tmp_path_factory):
-    root, env = planned_workspace(tmp_path_factory.mktemp("faults"), num_train=5, num_test=1,
-                                  faulty_trainers=FAULTY_TRAINER)
-    env["nnUNet_n_proc_DA"] = QUICK_TRAINING["nnUNet_n_proc_DA"]  # its own validation is off
-    return root, env
-
-
 COMMAND = ["nnsam2_train", "990", "2d", "0", "-tr", "SAM2FaultyTrainer", "-device", "cpu",
            "--random-init"]
+KILL_POINTS = ("write:2", "step:2")
 
 
-def die(root, env, die_at):
-    """A fresh training of the faulty trainer, killed at ``die_at``; returns its fold folder."""
-    fold = model_folder(root, "SAM2FaultyTrainer") / "fold_0"
-    for name in CHECKPOINT_NAMES:
-        (fold / name).unlink(missing_ok=True)
-    assert run(*COMMAND, env={**env, "DIE_AT": die_at}, ok=False).returncode == 3
-    return fold
+@pytest.fixture(scope="module")
+def killed(demo_planned, tmp_path_factory):
+    """A fresh training of the faulty trainer killed at each of KILL_POINTS, each in its own copy
+    of the planned demo dataset, all at once (one thread each): {kill point: (fold folder, env)}."""
+    workspaces = {}
+    for die_at in KILL_POINTS:
+        root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("faults"),
+                                   faulty_trainers=FAULTY_TRAINER)
+        env["nnUNet_n_proc_DA"] = QUICK_TRAINING["nnUNet_n_proc_DA"]  # its own validation is off
+        workspaces[die_at] = (model_folder(root, "SAM2FaultyTrainer") / "fold_0", env)
+    died = run_together(*[(COMMAND, {**env, "DIE_AT": die_at, "OMP_NUM_THREADS": "1"})
+                          for die_at, (_, env) in workspaces.items()], ok=False)
+    for die_at, result in zip(KILL_POINTS, died):
+        assert result.returncode == 3, (die_at, result.stderr[-3000:])
+    return workspaces
 
 
-def test_killed_inside_a_checkpoint_write(faulty_workspace):
-    root, env = faulty_workspace
-    fold = die(root, env, "write:2")  # dies writing epoch 2's checkpoint_latest
+def test_killed_inside_a_checkpoint_write(killed):
+    fold, env = killed["write:2"]  # died writing epoch 2's checkpoint_latest
     latest = load_nnunet_checkpoint(fold / "checkpoint_latest.pth")  # intact, not half-written
     assert latest["current_epoch"] == 1
     resumed = run(*COMMAND, "--c", env=env)
@@ -79,9 +78,8 @@ def test_killed_inside_a_checkpoint_write(faulty_workspace):
     assert load_nnunet_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 3
 
 
-def test_killed_in_a_step_then_damaged_latest_falls_back(faulty_workspace):
-    root, env = faulty_workspace
-    fold = die(root, env, "step:2")  # dies in epoch 2's first training step
+def test_killed_in_a_step_then_damaged_latest_falls_back(killed):
+    fold, env = killed["step:2"]  # died in epoch 2's first training step
     assert load_nnunet_checkpoint(fold / "checkpoint_latest.pth")["current_epoch"] == 2
     best_epoch = load_nnunet_checkpoint(fold / "checkpoint_best.pth")["current_epoch"]
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # what a non-atomic writer leaves

@@ -7,13 +7,13 @@ import pickle
 import pytest
 import torch
 
-from dataset_conversion.demo_dataset import generate_demo_dataset
 from nnsam2.network import build_network, frozen_store
 from nnsam2.network.checkpoint import canonical_name
 from nnsam2.nnunet.finetune import is_class_part, load_nnsam2_pretrained
 from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
 from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
-from tests.test_end_to_end import QUICK_TRAINING, model_folder, run, workspace_env
+from tests.test_end_to_end import (QUICK_TRAINING, copy_workspace, model_folder, run,
+                                   run_together)
 from tests.test_pretrained_path import WritesAFile
 
 TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
@@ -22,10 +22,10 @@ FULL_DECODER = ("SAM2SmokeTrainer_FullDecoder",)
 
 
 @pytest.fixture(scope="module")
-def tiny_workspace(tmp_path_factory, official_tiny):
-    """A planned demo dataset with SAM2 tiny plans and the official-format checkpoint set."""
-    root, env = workspace_env(tmp_path_factory.mktemp("pretrained"))
-    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=5, num_test=1)
+def tiny_workspace(demo_planned, tmp_path_factory, official_tiny):
+    """The demo dataset planned again for SAM2 tiny (its fingerprint is reused), with the
+    official-format checkpoint set."""
+    root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("pretrained"))
     run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "tiny", "--patch-size", "64",
         "64", "-np", "1", "-npfp", "1", env=env)
     env["nnSAM2_checkpoint"] = str(official_tiny[0])
@@ -38,6 +38,19 @@ def train(env, trainer, fold="0", *extra, dataset="990"):
                env=env)
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_workspace):
+    """Fold 0 of every trainer and fold 1 of SAM2SmokeTrainer, through nnsam2_train: the first
+    alone (it writes the dataset's splits_final.json), then two at a time, one thread each."""
+    root, env = tiny_workspace
+    train(env, TRAINERS[0])
+    one_thread = {**env, "OMP_NUM_THREADS": "1"}
+    runs = [(trainer, "0") for trainer in TRAINERS[1:]] + [(TRAINERS[0], "1")]
+    run_together(*[(["nnsam2_train", "990", "2d", fold, "-tr", trainer, "-device", "cpu"],
+                    one_thread) for trainer, fold in runs], at_once=2)
+    return root, env
+
+
 def full_weights(fold_folder, name="checkpoint_final.pth"):
     ckpt = load_nnunet_checkpoint(fold_folder / name)
     assert frozen_store.REFERENCE_KEY in ckpt["network_weights"], "checkpoint is not lean"
@@ -45,9 +58,8 @@ def full_weights(fold_folder, name="checkpoint_final.pth"):
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
-def test_pretrained_tensors_stay_bit_identical(tiny_workspace, official_tiny, trainer):
-    root, env = tiny_workspace
-    train(env, trainer)
+def test_pretrained_tensors_stay_bit_identical(trained, official_tiny, trainer):
+    root, _ = trained
     weights = full_weights(model_folder(root, trainer) / "fold_0")
     official = official_tiny[1]
     kept = {k: v for k, v in weights.items() if canonical_name(k) in official}
@@ -66,12 +78,9 @@ def test_pretrained_tensors_stay_bit_identical(tiny_workspace, official_tiny, tr
         assert not torch.equal(weights[key], official[key])
 
 
-def test_checkpoints_are_lean_and_share_one_store(tiny_workspace):
-    root, env = tiny_workspace
-    folder = model_folder(root, "SAM2SmokeTrainer")
-    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
-        train(env, "SAM2SmokeTrainer")
-    train(env, "SAM2SmokeTrainer", "1")
+def test_checkpoints_are_lean_and_share_one_store(trained):
+    root, _ = trained
+    folder = model_folder(root, "SAM2SmokeTrainer")  # folds 0 and 1
     stores = list(folder.glob("sam2_frozen_*.pt"))
     assert len(stores) == 1  # both folds froze the same SAM2
     frozen = set(torch.load(stores[0], weights_only=True)["tensors"])
@@ -82,11 +91,9 @@ def test_checkpoints_are_lean_and_share_one_store(tiny_workspace):
         assert any(".adapter." in k for k in lean)
 
 
-def test_tampered_store_is_refused(tiny_workspace, tmp_path):
-    root, env = tiny_workspace
+def test_tampered_store_is_refused(trained, tmp_path):
+    root, env = trained
     folder = model_folder(root, "SAM2SmokeTrainer_LW")
-    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
-        train(env, "SAM2SmokeTrainer_LW")
     name = next(folder.glob("sam2_frozen_*.pt")).name
     # the same frozen SAM2 is stored in every model folder trained from it: damage every copy
     copies = list((root / "nnUNet_results").glob(f"*/*/{name}"))
@@ -106,11 +113,9 @@ def test_tampered_store_is_refused(tiny_workspace, tmp_path):
     assert r.returncode == 1 and "SHA-256" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
-    root, env = tiny_workspace
+def test_malicious_model_folder_runs_nothing(trained, tmp_path):
+    root, env = trained
     folder = model_folder(root, "SAM2SmokeTrainer_LoRA")
-    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
-        train(env, "SAM2SmokeTrainer_LoRA")
     evil_folder = tmp_path / "evil"
     os.makedirs(evil_folder / "fold_0")
     for name in ("plans.json", "dataset.json"):
@@ -136,16 +141,13 @@ def test_malicious_model_folder_runs_nothing(tiny_workspace, tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-def trained_source(root, env):
-    folder = model_folder(root, "SAM2SmokeTrainer")
-    if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
-        train(env, "SAM2SmokeTrainer")
-    return folder / "fold_0" / "checkpoint_final.pth"
+def trained_source(root):
+    return model_folder(root, "SAM2SmokeTrainer") / "fold_0" / "checkpoint_final.pth"
 
 
-def test_finetune_through_the_command(tiny_workspace):
-    root, env = tiny_workspace
-    source = trained_source(root, env)
+def test_finetune_through_the_command(trained):
+    root, env = trained
+    source = trained_source(root)
     train(env, "SAM2SmokeTrainer", "all", "-pretrained_weights", str(source))
     fold = model_folder(root, "SAM2SmokeTrainer") / "fold_all"
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
@@ -154,10 +156,9 @@ def test_finetune_through_the_command(tiny_workspace):
     assert "hypernetwork MLPs: loaded" in log
 
 
-def test_finetune_on_another_label_set(tiny_workspace, official_tiny):
+def test_finetune_on_another_label_set(trained, official_tiny):
     """Class parts of another label set start as from SAM2; everything else is the source's."""
-    root, env = tiny_workspace
-    source = trained_source(root, env)
+    source = trained_source(trained[0])
     theirs = full_weights(source.parent)
     net = build_network(1, 2, size="tiny", adapter=SAM2DualAdapterTrainer.adapter_cfg())
     report = load_nnsam2_pretrained(net, source, str(official_tiny[0]))
