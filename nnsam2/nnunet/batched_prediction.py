@@ -15,7 +15,8 @@ variable (also read by the validation at the end of training, whichever command 
 ``nnUNetv2_predict`` builds nnU-Net's own predictor and stays patch-at-a-time), else
 
 * CUDA: 25% of the device's total memory, at most half of what is free (2 GB on an 8 GB card);
-* CPU (and MPS): 25% of the available RAM (``MemAvailable`` of ``/proc/meminfo``).
+* CPU (and MPS): 25% of the available RAM (``MemAvailable`` of ``/proc/meminfo``), and at most
+  :data:`CPU_DEFAULT_MAX_IMAGES` images per pass.
 
 Images per forward pass = floor(budget / bytes per image), at least 1; window positions per
 forward pass = images per forward pass // mirrors, at least 1 (a smaller budget splits one
@@ -42,6 +43,10 @@ logger = logging.getLogger(__name__)
 ENV_MEMORY_GB = "nnSAM2_prediction_memory_gb"
 GB = 2 ** 30
 CUDA_SHARE_OF_TOTAL, CUDA_SHARE_OF_FREE, CPU_SHARE_OF_AVAILABLE = 0.25, 0.5, 0.25
+# Without an explicit budget the CPU gets at most this many images per pass: CPU kernels gain
+# nothing from large batches (no launch overhead to amortise), and a whole-case benchmark measured
+# 40 images per pass 1.19x slower than one (documentation/benchmarks.md, whole-case table).
+CPU_DEFAULT_MAX_IMAGES = 8
 # Peak RSS growth per input voxel of one fp32 forward pass (4 output classes), rounded up from the
 # largest measured value (toy 100-162, tiny 283-582: 256x256 and 512x512 patches, batch pairs 4/8
 # and 8/16); each batch size in a fresh process, the difference of the two divided out:
@@ -137,6 +142,8 @@ class BatchedPredictionMixin:
                       else int(self.prediction_memory_gb * GB))
             per_image, how = self.bytes_per_image(image[:1])
             images = max(1, budget // per_image)
+            if self.prediction_memory_gb is None and self.device.type != "cuda":
+                images = min(images, CPU_DEFAULT_MAX_IMAGES)
             mirrors = len(self._mirror_flips(image.ndim))
             self._images_per_forward[key] = images
             logger.info("nnsam2: up to %d patch(es) per forward pass (%d image(s) with %d "
