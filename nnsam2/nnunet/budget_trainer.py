@@ -42,8 +42,8 @@ class BudgetPolyLR:
 class _CPUBudget:
     sam2_initial_lr = 2e-3  # random-init comparisons on a CPU, as the demo trainer
     sam2_num_epochs = 10_000  # never reached: the budget ends training
-    sam2_iterations_per_epoch = 25
-    sam2_val_iterations_per_epoch = 5
+    sam2_iterations_per_epoch = 5  # short epochs: the budget is checked between epochs
+    sam2_val_iterations_per_epoch = 1
 
     def on_train_start(self):
         budget = os.environ.get(ENV_BUDGET)
