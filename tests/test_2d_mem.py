@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from dataset_conversion.context_dataset import LABELS, generate_context_dataset, make_context_case
 from nnsam2.nnunet.memory_plan import MAX_SLICES, MIN_SLICES, slices_for_spacing
-from tests.test_end_to_end import QUICK_TRAINING, run, workspace_env
+from tests.test_end_to_end import QUICK_TRAINING, copy_workspace, run, run_together, \
+    workspace_env
 
 DATASET = "Dataset992_Context3D"
 
@@ -59,25 +60,27 @@ def test_2d_mem_plans(mem_workspace):
 def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
     root, env = mem_workspace
     common = ("-tr", "SAM2SmokeTrainer", "-device", "cpu", "--random-init", "--npz")
-    for config in ("2d", "2d_mem"):
-        run("nnsam2_train", "992", config, "0", *common, env=env)
+    quick = {**env, "nnUNet_n_proc_DA": "0", "SMOKE_ITERATIONS": "1"}
+    run_together(*[(("nnsam2_train", "992", config, "0", *common), quick)
+                   for config in ("2d", "2d_mem")])
     # --c continues the 2d_mem run (a second epoch on top of the first)
-    r = run("nnsam2_train", "992", "2d_mem", "0", *common, "--c",
-            env={**env, "SMOKE_EPOCHS": "2", "SMOKE_SKIP_VALIDATION": "1"})
+    run("nnsam2_train", "992", "2d_mem", "0", *common, "--c",
+        env={**quick, **QUICK_TRAINING, "SMOKE_EPOCHS": "2"})
     fold = root / "nnUNet_results" / DATASET / "SAM2SmokeTrainer__nnSAM2Plans__2d_mem" / "fold_0"
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
     assert "Epoch 1" in log and "do_dummy_2d_data_aug: True" in log
     pred = tmp_path / "pred"
-    run("nnsam2_predict", "-i", str(root / "nnUNet_raw" / DATASET / "imagesTs"), "-o", str(pred),
-        "-d", "992", "-c", "2d_mem", "-tr", "SAM2SmokeTrainer", "-f", "0", "-device", "cpu",
-        "-npp", "1", "-nps", "1", env=env)
+    _, best = run_together(
+        (("nnsam2_predict", "-i", str(root / "nnUNet_raw" / DATASET / "imagesTs"), "-o",
+          str(pred), "-d", "992", "-c", "2d_mem", "-tr", "SAM2SmokeTrainer", "-f", "0",
+          "-device", "cpu", "-npp", "1", "-nps", "1"), env),
+        (("nnsam2_find_best_configuration", "992", "-tr", "SAM2SmokeTrainer", "-f", "0",
+          "-np", "1"), env))
     out = sitk.ReadImage(str(pred / "ctx_005.nii.gz"))
     ref = sitk.ReadImage(str(root / "nnUNet_raw" / DATASET / "labelsTs" / "ctx_005.nii.gz"))
     assert out.GetSize() == ref.GetSize() and np.allclose(out.GetSpacing(), ref.GetSpacing())
     assert set(np.unique(sitk.GetArrayFromImage(out))) <= set(LABELS.values())
-    r = run("nnsam2_find_best_configuration", "992", "-tr", "SAM2SmokeTrainer", "-f", "0",
-            "-np", "1", env=env)
-    assert "comparing 2d, 2d_mem" in r.stdout
+    assert "comparing 2d, 2d_mem" in best.stdout
     results = root / "nnUNet_results" / DATASET
     summary = json.loads((results / "inference_information.json").read_text())
     compared = set(summary["all_results"])
@@ -86,21 +89,19 @@ def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
     assert any(k.startswith("ensemble") for k in compared), compared
 
 
-def test_2d_dataset_gets_no_2d_mem(tmp_path):
-    from dataset_conversion.demo_dataset import generate_demo_dataset
-    root, env = workspace_env(tmp_path)
-    generate_demo_dataset(root / "nnUNet_raw", dataset_id=990, dim=2, num_train=2, num_test=0)
-    r = run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "-c", "2d_mem",
-            "-np", "1", "-npfp", "1", env={**env, **QUICK_TRAINING, "nnUNet_n_proc_DA": "1"},
-            ok=False)
-    assert r.returncode != 0 and "2d_mem" in r.stderr and "3D datasets only" in r.stderr
-    plans = json.loads((root / "nnUNet_preprocessed" / "Dataset990_Demo2D" /
+def test_2d_dataset_gets_no_2d_mem(demo_planned, tmp_path):
+    plans = json.loads((demo_planned[0] / "nnUNet_preprocessed" / "Dataset990_Demo2D" /
                         "nnSAM2Plans.json").read_text())
     assert list(plans["configurations"]) == ["2d"]
-    r = run("nnsam2_train", "990", "2d_mem", "all", "-device", "cpu", "--random-init", env=env,
-            ok=False)
-    assert r.returncode != 0 and "3D datasets only" in r.stderr
-    assert "Traceback" not in r.stderr
+    _, env = copy_workspace(demo_planned, tmp_path)
+    plan, train = run_together(
+        (("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "toy", "-c", "2d_mem",
+          "-np", "1", "-npfp", "1"), env),
+        (("nnsam2_train", "990", "2d_mem", "0", "-device", "cpu", "--random-init"), env),
+        ok=False)
+    for r in (plan, train):
+        assert r.returncode != 0 and "2d_mem" in r.stderr and "3D datasets only" in r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
