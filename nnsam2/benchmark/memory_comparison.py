@@ -72,11 +72,16 @@ def dice_per_class(name: str, labels_ts: str, pred: str) -> Dict[str, float]:
     return {names[int(k)]: means[k]["Dice"] for k in map(str, ids)}
 
 
-def markdown(name: str, budget: float, rows: Dict[str, dict], machine: dict, argv: List[str],
+def markdown(name: str, budgets: Dict[str, float], rows: Dict[str, dict], machine: dict, argv: List[str],
              tta: bool) -> str:
     classes = list(next(iter(rows.values()))["dice"])
-    head = "| configuration | " + " | ".join(classes) + " | mean | s / volume | epochs |"
-    lines = [f"### {name}: 2d vs 2d_mem, {budget:.0f} CPU seconds of training each", "",
+    head = ("| configuration | " + " | ".join(classes) +
+            " | mean | s / volume | epochs (of 5 iterations) |")
+    spent = ", ".join(f"{c} {b:.0f}" for c, b in budgets.items())
+    same = len(set(budgets.values())) == 1
+    title = (f"{next(iter(budgets.values())):.0f} CPU seconds of training each" if same
+             else f"CPU seconds of training: {spent}")
+    lines = [f"### {name}: 2d vs 2d_mem, {title}", "",
              f"Command: `python -m nnsam2.benchmark.memory_comparison {' '.join(argv)}`  ",
              f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch "
              f"{torch.__version__}, 1-min load average at the end {machine['loadavg_1min']:.1f}  ",
@@ -103,15 +108,19 @@ def run(a, argv: List[str]) -> str:
     name = dataset_name(a.d)
     raw = os.path.join(os.environ["nnUNet_raw"], name)
     rows = {}
+    budgets = {c: a.budget for c in CONFIGURATIONS}
+    for item in a.configuration_budget or []:
+        config, seconds = item.split("=")
+        budgets[config] = float(seconds)
     for config in CONFIGURATIONS:
-        train(a.d, name, config, a.budget)
+        train(a.d, name, config, budgets[config])
     for config in CONFIGURATIONS:
         out = os.path.join(a.predictions or tempfile.mkdtemp(), config)
         seconds = predict(name, config, os.path.join(raw, "imagesTs"), out, not a.disable_tta)
         rows[config] = dict(dice=dice_per_class(name, os.path.join(raw, "labelsTs"), out),
                             seconds=seconds, epochs=epochs_trained(name, config))
         print(config, rows[config])
-    text = markdown(name, a.budget, rows, machine_info("cpu"), argv, not a.disable_tta)
+    text = markdown(name, budgets, rows, machine_info("cpu"), argv, not a.disable_tta)
     if a.o:
         with open(a.o, "a") as f:
             f.write("\n" + text)
@@ -123,6 +132,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-d", required=True, help="dataset name or id (planned, with imagesTs/labelsTs)")
     p.add_argument("--budget", type=float, required=True, help="training CPU seconds per configuration")
+    p.add_argument("--configuration_budget", nargs="+", metavar="CONFIG=SECONDS",
+                   help="another budget for a configuration (e.g. 2d=180: the 2d run given the "
+                        "iterations 2d_mem gets from --budget)")
     p.add_argument("--predictions", help="folder for the test predictions (default: a temporary one)")
     p.add_argument("--disable_tta", action="store_true", help="no test-time mirroring")
     p.add_argument("-o", help="markdown file to append the table to")
