@@ -51,11 +51,15 @@ def _objects(rng: np.random.Generator, shape, spacing) -> list:
     return objects
 
 
-def make_context_case(seed: int, index: int) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
-    """One deterministic case: (image float32 (z, y, x), labels uint8, spacing)."""
+def make_context_case(seed: int, index: int, slices: Tuple[int, int] = SLICES,
+                      in_plane: Tuple[int, int] = IN_PLANE
+                      ) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """One deterministic case: (image float32 (z, y, x), labels uint8, spacing); ``slices`` and
+    ``in_plane`` are the ranges the case's size is drawn from (at least 10 slices: balls span up
+    to 9)."""
     rng = np.random.default_rng([seed, index, 3])
-    shape = (int(rng.integers(*SLICES, endpoint=True)),
-             *(int(rng.integers(*IN_PLANE, endpoint=True)) for _ in range(2)))
+    shape = (int(rng.integers(*slices, endpoint=True)),
+             *(int(rng.integers(*in_plane, endpoint=True)) for _ in range(2)))
     z, y, x = _grid(shape, SPACING)
     labels = np.zeros(shape, dtype=np.uint8)
     for kind, (cy, cx), radius, span in _objects(rng, shape, SPACING):
@@ -77,17 +81,21 @@ def make_context_case(seed: int, index: int) -> Tuple[np.ndarray, np.ndarray, Tu
 
 def generate_context_dataset(raw_root: Optional[Path] = None, dataset_id: int = DEFAULT_ID,
                              num_train: int = 10, num_test: int = 4, seed: int = 0,
-                             overwrite: bool = False) -> Path:
-    """Write ``DatasetNNN_Context3D`` (NIfTI, one channel, labels tube/ball) into nnUNet_raw."""
+                             overwrite: bool = False, slices: Tuple[int, int] = SLICES,
+                             in_plane: Tuple[int, int] = IN_PLANE) -> Path:
+    """Write ``DatasetNNN_Context3D`` (NIfTI, one channel, labels tube/ball) into nnUNet_raw;
+    ``slices`` / ``in_plane``: size ranges of the cases (smaller for tests)."""
     if num_train < 1 or num_test < 0:
         raise ConversionError(f"need num_train >= 1 and num_test >= 0, got {num_train}, {num_test}")
+    if slices[0] < 10:
+        raise ConversionError(f"cases need at least 10 slices (balls span up to 9), got {slices}")
     root = get_raw_root(raw_root)
     logger.info("generating %d training and %d test context cases (seed %d)", num_train,
                 num_test, seed)
     with atomic_dataset(root, dataset_folder_name(dataset_id, NAME), overwrite) as tmp:
         dirs = make_dirs(tmp, ["imagesTr", "labelsTr", "imagesTs", "labelsTs"])
         for index in range(num_train + num_test):
-            image, labels, spacing = make_context_case(seed, index)
+            image, labels, spacing = make_context_case(seed, index, slices, in_plane)
             split = "Tr" if index < num_train else "Ts"
             _write_nifti(image, spacing, dirs["images" + split] / f"ctx_{index:03d}_0000.nii.gz")
             _write_nifti(labels, spacing, dirs["labels" + split] / f"ctx_{index:03d}.nii.gz")

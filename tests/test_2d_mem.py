@@ -39,7 +39,8 @@ def test_slices_rule():
 @pytest.fixture(scope="module")
 def mem_workspace(tmp_path_factory):
     root, env = workspace_env(tmp_path_factory.mktemp("mem"))
-    generate_context_dataset(root / "nnUNet_raw", num_train=5, num_test=1)
+    generate_context_dataset(root / "nnUNet_raw", num_train=5, num_test=1, slices=(10, 12),
+                             in_plane=(64, 64))
     run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "toy", "--patch-size", "64",
         "64", "-c", "2d", "2d_mem", "-np", "1", "-npfp", "1", env=env)
     return root, env
@@ -51,7 +52,9 @@ def test_2d_mem_plans(mem_workspace):
     mem = plans["configurations"]["2d_mem"]
     assert mem["inherits_from"] == "2d"  # same preprocessed data, nothing done twice
     assert mem["patch_size"][1:] == plans["configurations"]["2d"]["patch_size"]
-    assert mem["patch_size"][0] == mem["sam2"]["memory"]["slices"] == slices_for_spacing(2.0, 20)
+    median_slices = plans["original_median_shape_after_transp"][0]
+    assert mem["patch_size"][0] == mem["sam2"]["memory"]["slices"] == \
+        slices_for_spacing(2.0, median_slices)
     assert mem["batch_size"] >= 2
     folders = {p.name for p in (root / "nnUNet_preprocessed" / DATASET).iterdir() if p.is_dir()}
     assert folders == {"nnSAM2Plans_2d", "gt_segmentations"}
