@@ -29,7 +29,7 @@ setup(
     extras_require={
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],  # nnsam2_export
         "sam": ["segment-anything"],  # the SAM ViT-B reference row of nnsam2_benchmark
-        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.15", "onnxruntime>=1.17"],
     },
     entry_points={
         "console_scripts": [
