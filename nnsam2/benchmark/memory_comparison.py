@@ -31,8 +31,8 @@ CONFIGURATIONS = ("2d", "2d_mem")
 
 
 def model_folder(name: str, configuration: str) -> str:
-    return os.path.join(os.environ["nnUNet_results"], name,
-                        f"{TRAINER}__{PLANS}__{configuration}")
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    return get_output_folder(name, TRAINER, PLANS, configuration)
 
 
 def train(dataset: str, name: str, configuration: str, budget_s: float) -> None:

@@ -51,16 +51,17 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
                       clean=clean).plan_experiment()
     if not no_pp:
         for d, name in zip(ids, names):
-            todo = _configurations_to_preprocess(name, plans_name, configurations)
-            with _removed_if_interrupted(_output_folders(name, plans_name, todo)):
+            todo, folders = _configurations_to_preprocess(name, plans_name, configurations)
+            with _removed_if_interrupted(folders):
                 preprocess([d], plans_name, configurations=todo,
                            num_processes=list(num_processes)[:len(todo)] or [4],
                            verbose=verbose, show_progress_bar=progress_bar)
 
 
-def _configurations_to_preprocess(name: str, plans_name: str, configurations) -> list:
-    """One configuration per preprocessed-data folder (``2d_mem`` reads ``2d``'s data); a
-    configuration the plans do not have (``2d_mem`` of a 2D dataset) is refused by name."""
+def _configurations_to_preprocess(name: str, plans_name: str, configurations) -> tuple:
+    """(configurations, the preprocessed-data folders they write): one configuration per folder
+    (``2d_mem`` reads ``2d``'s data); a configuration the plans do not have (``2d_mem`` of a 2D
+    dataset) is refused by name."""
     from nnunetv2.utilities.file_path_utilities import load_json
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, plans_name + ".json")
@@ -76,16 +77,8 @@ def _configurations_to_preprocess(name: str, plans_name: str, configurations) ->
         if identifier not in identifiers:
             identifiers.add(identifier)
             todo.append(c)
-    return todo
-
-
-def _output_folders(name: str, plans_name: str, configurations) -> list:
-    """The preprocessed-data folders that nnU-Net's preprocess writes for ``configurations``."""
-    from nnunetv2.utilities.file_path_utilities import load_json
-    folder = os.path.join(os.environ["nnUNet_preprocessed"], name)
-    planned = load_json(os.path.join(folder, plans_name + ".json"))["configurations"]
-    return [os.path.join(folder, planned[c]["data_identifier"]) for c in configurations
-            if c in planned and "data_identifier" in planned[c]]
+    folder = os.path.dirname(plans_file)
+    return todo, [os.path.join(folder, i) for i in identifiers]
 
 
 @contextlib.contextmanager
