@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nnsam2", "nnsam2.*", "dataset_conversion"]),
-    package_data={"nnsam2.report": ["templates/*.j2"]},
+    package_data={"nnsam2.model_report": ["templates/*.j2"]},
     install_requires=[
         "torch>=2.5.1",
         "torchvision>=0.20",

@@ -39,10 +39,10 @@ def official_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_planned(tmp_path_factory):
     """The demo dataset (6 training, 2 test cases) planned and preprocessed for the toy SAM2 size,
-    with the smoke trainers of tests.test_end_to_end; once per session: (root, env). A template:
+    with the test-only trainers of tests/helpers/trainers; once per session: (root, env). A template:
     tests that write into a workspace take a copy (``copy_workspace``), which is far cheaper than
     planning again."""
-    from tests.test_end_to_end import planned_workspace
+    from tests.helpers.workspaces import planned_workspace
     return planned_workspace(tmp_path_factory.mktemp("demo_planned"))
 
 
@@ -51,7 +51,7 @@ def demo_trained(demo_planned, tmp_path_factory):
     """A copy of ``demo_planned`` with fold 0 of SAM2SmokeTrainer trained through nnsam2_train
     (``train_demo_model``: random init, every parameter trained, final validation); once per
     session, for the tests that need a trained model: read it, or copy it before changing it."""
-    from tests.test_end_to_end import copy_workspace, train_demo_model
+    from tests.helpers.workspaces import copy_workspace, train_demo_model
     root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("demo_trained"))
     train_demo_model(env)
     return root, env

@@ -9,9 +9,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from dataset_conversion.context_dataset import LABELS, generate_context_dataset, make_context_case
-from nnsam2.nnunet.memory_plan import MAX_SLICES, MIN_SLICES, slices_for_spacing
-from tests.test_end_to_end import QUICK_TRAINING, copy_workspace, run, run_together, \
-    workspace_env
+from nnsam2.experiment_planning.mem_configuration import MAX_SLICES, MIN_SLICES, slices_for_spacing
+from tests.helpers.commands import run, run_together
+from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, workspace_env
 
 DATASET = "Dataset992_Context3D"
 
@@ -107,14 +107,14 @@ def test_2d_dataset_gets_no_2d_mem(demo_planned, tmp_path):
         assert "Traceback" not in r.stderr
 
 
-def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
+def test_cpu_budget_trainer_schedule_and_end(monkeypatch, tmp_path):
     """The comparison trainers: learning rate by budget spent, training ends when it is spent,
     and a missing budget is a usage error."""
-    from nnsam2.nnunet import budget_trainer
-    from nnsam2.nnunet.environment import UsageError
+    from nnsam2.training.trainers.variants import benchmarking as cpu_budget
+    from nnsam2.utils.nnunet_env import UsageError
 
     class Loop:  # the parts of nnU-Net's trainer the mixin uses
-        initial_lr, current_epoch, ended = 1.0, 0, False
+        initial_lr, current_epoch, ended, output_folder = 1.0, 0, False, str(tmp_path)
 
         def configure_optimizers(self):
             return type("O", (), {"param_groups": [{"lr": 0.0}]})(), None
@@ -137,17 +137,17 @@ def test_cpu_budget_trainer_schedule_and_end(monkeypatch):
         def on_train_end(self):
             self.ended = True
 
-    class Trainer(budget_trainer._CPUBudget, Loop):
+    class Trainer(cpu_budget._CPUBudget, Loop):
         pass
 
     # process_time: start; then per epoch the budget check and the scheduler step
     clock = iter([0.0, 0.0, 0.0, 50.0, 50.0, 100.0])
-    monkeypatch.setattr(budget_trainer.time, "process_time", lambda: next(clock))
-    monkeypatch.setenv(budget_trainer.ENV_BUDGET, "100")
+    monkeypatch.setattr(cpu_budget.time, "process_time", lambda: next(clock))
+    cpu_budget.write_cpu_budget(str(tmp_path), 100)
     trainer = Trainer()
     trainer.run_training()
     assert trainer.ended and trainer.current_epoch == 2
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 ** 0.9)
-    monkeypatch.delenv(budget_trainer.ENV_BUDGET)
-    with pytest.raises(UsageError, match="nnSAM2_cpu_budget_s"):
+    (tmp_path / cpu_budget.BUDGET_FILE).unlink()
+    with pytest.raises(UsageError, match="cpu_budget.json"):
         Trainer().on_train_start()

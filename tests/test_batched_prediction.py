@@ -10,10 +10,10 @@ from torch import nn
 
 from nnsam2.cli import predict
 from nnsam2.network import build_memory_network, build_network
-from nnsam2.nnunet.batched_prediction import (ENV_MEMORY_GB, GB, BatchedPredictor,
+from nnsam2.inference.batched_prediction import (ENV_MEMORY_GB, GB, BatchedPredictor,
                                               predictor_class_injected)
-from nnsam2.nnunet.environment import UsageError
-from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
+from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.training.trainers.method_trainers import SAM2DualAdapterTrainer
 
 CLASSES = 3
 TRAINER_MODULE = sys.modules[nnUNetTrainer.__module__]

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from nnsam2.benchmark import benchmark
-from nnsam2.benchmark.analysis import check_targets, compute_ratios
+from nnsam2.benchmark.analysis import compare_pairs, compute_ratios, extra_fp32_ops
 from nnsam2.benchmark import jobs
 from nnsam2.benchmark.jobs import make_jobs, resolve_settings
 from nnsam2.benchmark.nnunet_ref import unet_from_planner
@@ -45,7 +45,7 @@ def test_every_variant_and_the_unet_are_measured(result):
     assert rows["lora"]["trainable"] < rows["lora"]["params"]
 
 
-def test_ratios_targets_and_notes(result):
+def test_ratios_compared_pairs_and_machine(result):
     res, _ = result
     none_ratios = [r["vs_none"] for r in res["ratios"] if r["variant"] == "none"]
     assert none_ratios and none_ratios[0]["gflops"] == pytest.approx(1.0)
@@ -56,12 +56,22 @@ def test_ratios_targets_and_notes(result):
     assert pairs["hp", "none"]["train_bsN"]["n"] >= 2 and "bs1" not in pairs["hp", "none"]
     assert all(p["bs1"]["median"] > 0 and p["bsN"]["n"] >= 2 for k, p in pairs.items()
                if k != ("hp", "none"))
-    targets = {t["target"]: t for t in res["targets"]}
-    assert targets["lw_reparam / none latency, batch 1"]["paired"] is not None
-    assert targets["hp / none training step, batch N"]["paired"] == pairs["hp", "none"]["train_bsN"]
-    # measured (not "n/a"); which of the three depends on timing, which tests do not assert
-    assert targets["lora_merged / lora latency, batch N"]["status"] in ("PASS", "WITHIN NOISE",
-                                                                        "MISS")
+    # every compared pair is reported with its paired ratio and the separate-process ratio
+    compared = {c["comparison"]: c for c in res["comparisons"]}
+    assert set(compared) == {f"{a} / {b} latency, batch {n}" for n in ("1", "N") for a, b in
+                             (("lw_reparam", "lw"), ("lw_reparam", "none"),
+                              ("lora_merged", "lora"))} | {"hp / none training step, batch N"}
+    assert (compared["lw_reparam / none latency, batch 1"]["paired"]
+            == pairs["lw_reparam", "none"]["bs1"])
+    assert (compared["hp / none training step, batch N"]["paired"]
+            == pairs["hp", "none"]["train_bsN"])
+    rows = {r["variant"]: r for r in res["rows"]}
+    assert compared["lora_merged / lora latency, batch N"]["separate"] == pytest.approx(
+        rows["lora_merged"]["latency_bsN"]["median_ms"] / rows["lora"]["latency_bsN"]["median_ms"])
+    assert "targets" not in res and all("status" not in c for c in res["comparisons"])
+    found = {f["variant"]: f for f in res["extra_fp32_ops"]}
+    assert set(found) == set(SAM2_VARIANTS) - {"none"}
+    assert all(f["ops"] is not None or f["error"] for f in found.values())
     assert res["machine"]["cpu"] and res["machine"]["versions"]["torch"]
 
 
@@ -72,6 +82,10 @@ def test_files_are_written(result):
     with open(paths["md"]) as f:
         text = f.read()
     assert "| lw_reparam | toy | 64x64 |" in text and "nnunet_unet" in text
+    paired = res["comparisons"][0]["paired"]
+    assert (f"| {res['comparisons'][0]['comparison']} | toy | 64x64 | {paired['median']:.3f} "
+            f"[{paired['q1']:.3f}-{paired['q3']:.3f}] |") in text
+    assert "Targets" not in text and "PASS" not in text and "threshold" not in text
     with open(paths["png"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -111,19 +125,31 @@ def test_settings_from_plans(tmp_path, monkeypatch):
 
 
 def test_analysis_on_synthetic_rows():
-    def row(variant, latency, size="toy"):
+    def row(variant, latency, size="toy", fp32=()):
+        ops = {f"{op}@float32": 1 for op in fp32} | {"convolution@bfloat16": 2}
         return dict(variant=variant, size=size, patch=(64, 64), gflops=1.0, params=1,
                     trainable=1, latency_bs1=dict(median_ms=latency),
-                    latency_bsN=dict(median_ms=latency))
+                    latency_bsN=dict(median_ms=latency), autocast_bf16_ops=dict(ops=ops))
 
-    rows = [row("none", 10.0), row("lw", 12.0), row("lw_reparam", 10.4),
-            row("nnunet_unet", 20.0, size=None)]
+    rows = [row("none", 10.0, fp32=["linear"]), row("lw", 12.0, fp32=["linear", "mm"]),
+            row("lw_reparam", 10.4), row("nnunet_unet", 20.0, size=None)]
+    rows[2]["autocast_bf16_ops"] = dict(ops={}, error="no bf16 kernel")
     ratios = {r["variant"]: r for r in compute_ratios(rows)}
     assert ratios["lw_reparam"]["vs_none"]["latency_bs1"] == pytest.approx(1.04)
     assert ratios["lw"]["vs_unet"]["latency_bs1"] == pytest.approx(0.6)
-    status = {t["target"]: t["status"] for t in check_targets(rows)}
-    assert status["lw_reparam / none latency, batch 1"] == "PASS"
-    assert status["lw_reparam / lw latency, batch 1"] == "PASS"
+    pair = dict(median=1.02, q1=0.98, q3=1.06, n=5)
+    paired = [dict(variant="lw_reparam", reference="none", size="toy", patch=[64, 64], bs1=pair)]
+    compared = {c["comparison"]: c for c in compare_pairs(rows, paired)}
+    assert set(compared) == {f"lw_reparam / {b} latency, batch {n}" for b in ("lw", "none")
+                             for n in ("1", "N")}  # no hp row: no training-step pair
+    assert compared["lw_reparam / none latency, batch 1"]["paired"] == pair
+    assert compared["lw_reparam / none latency, batch 1"]["separate"] == pytest.approx(1.04)
+    assert compared["lw_reparam / none latency, batch N"]["paired"] is None  # not measured
+    assert compared["lw_reparam / lw latency, batch N"]["separate"] == pytest.approx(10.4 / 12)
+    found = {f["variant"]: f for f in extra_fp32_ops(rows)}
+    assert found["lw"]["ops"] == ["mm"] and found["lw"]["error"] is None
+    assert found["lw_reparam"]["ops"] is None and found["lw_reparam"]["error"] == "no bf16 kernel"
+    assert set(found) == {"lw", "lw_reparam"}
 
 
 def test_cli_rejects_missing_patch_and_bad_patch(capsys):

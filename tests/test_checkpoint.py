@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from nnsam2.network import AdapterCfg, CheckpointError, build_network, load_sam2_checkpoint
-from nnsam2.network.checkpoint import canonical_name
+from nnsam2.network.sam2_weights import canonical_name
 
 
 @pytest.mark.parametrize("kind", ["hp", "lora", "none"])

@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 import pytest
 
 from nnsam2.cli import find_best_configuration, plan_and_preprocess, predict, train
-from nnsam2.nnunet.environment import UsageError
+from nnsam2.experiment_planning import plan_and_preprocess_api
+from nnsam2.utils.nnunet_env import UsageError
 
 PAIRS = {  # nnU-Net command -> our parser
     "nnUNetv2_predict": predict.parser,
@@ -53,4 +54,4 @@ def test_refused_options_say_why(tmp_path, nnunet_env):
     with pytest.raises(UsageError, match="part_id must be in 0..1"):
         predict._check_parity_options(a)
     with pytest.raises(UsageError, match="nnSAM2Planner only"):
-        plan_and_preprocess.plan_and_preprocess(["1"], planner="nnUNetPlannerResEncL")
+        plan_and_preprocess_api.plan_and_preprocess(["1"], planner="nnUNetPlannerResEncL")

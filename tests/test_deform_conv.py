@@ -3,10 +3,10 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d as reference_deform_conv2d
 
-from nnsam2.benchmark.deform_conv_candidates import candidates
+from experiments.deform_conv_candidates import candidates
 from nnsam2.benchmark.measure import autocast_heavy_op_dtypes
 from nnsam2.network import AdapterCfg, build_network
-from nnsam2.network.deform_adapter import DeformableAdapter
+from nnsam2.network.hp_adapter import DeformableAdapter
 from nnsam2.network.deform_conv import deform_conv2d, sample_positions
 from nnsam2.network.summary import flops_by_component
 

@@ -25,9 +25,9 @@ from nnsam2.export.exporter import export_error  # noqa: E402
 from nnsam2.export.model_folder import load_inference_network  # noqa: E402
 from nnsam2.export.onnx_graph import TOLERANCE, export_onnx  # noqa: E402
 from nnsam2.network import AdapterCfg, build_network, frozen_store  # noqa: E402
-from nnsam2.nnunet import checkpointing  # noqa: E402
-from nnsam2.nnunet.environment import UsageError  # noqa: E402
-from nnsam2.nnunet.trainers import (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW,  # noqa: E402
+from nnsam2.training import checkpoint_files  # noqa: E402
+from nnsam2.utils.nnunet_env import UsageError  # noqa: E402
+from nnsam2.training.trainers.method_trainers import (SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW,  # noqa: E402
                                     SAM2LoRATrainer)
 
 USAGE = Path(__file__).parents[1] / "documentation" / "usage.md"
@@ -89,7 +89,7 @@ def trained_model_folder(root: Path, trainer, channels: dict, schemes, seed=0) -
                                 "dataset_json": dataset},
                   "trainer_name": trainer.__name__, "current_epoch": 1,
                   "inference_allowed_mirroring_axes": (0, 1)}
-    checkpointing.write(checkpoint, str(folder / "fold_0" / "checkpoint_final.pth"))
+    checkpoint_files.write(checkpoint, str(folder / "fold_0" / "checkpoint_final.pth"))
     return folder
 
 

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from tests.processes import alive, descendants, wait_until
-from tests.test_end_to_end import run
+from tests.helpers.commands import run
 
 # On PYTHONPATH of the interrupted run only; acts in the spawned workers. The first segmentation
 # is written normally; the second is cut in half, then the worker waits to be killed.
@@ -119,7 +119,7 @@ class _RaisingWriter:
 def test_failed_write_leaves_nothing_and_atomic_writer_reaches_workers(tmp_path):
     import pickle
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnsam2.nnunet.safe_export import AtomicSegWriter, prepare_outputs, with_atomic_export
+    from nnsam2.inference.atomic_outputs import AtomicSegWriter, prepare_outputs, with_atomic_export
     target = tmp_path / "case.nii.gz"
     with pytest.raises(OSError, match="disk full"):
         AtomicSegWriter(_RaisingWriter).write_seg(None, str(target), {})

@@ -1,51 +1,10 @@
 """A training killed at chosen points (inside a checkpoint write, inside a training step) resumes
 with ``--c`` from a readable checkpoint at the right epoch."""
-import textwrap
-
 import pytest
 
-from nnsam2.nnunet.safe_load import load_nnunet_checkpoint
-from tests.test_end_to_end import QUICK_TRAINING, copy_workspace, model_folder, run, run_together
-
-FAULTY_TRAINER = textwrap.dedent('''
-    import os
-    from nnsam2.nnunet import checkpointing
-    from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer_LW
-
-    DIE_AT = os.environ.get("DIE_AT", "")  # "write:<epoch>" or "step:<epoch>"
-
-
-    def half_then_die(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"PK\\x03\\x04 half a checkpoint")
-            f.flush()
-        os._exit(3)  # the process dies inside the write: no cleanup, no exception handling
-
-
-    class SAM2FaultyTrainer(SAM2DualAdapterTrainer_LW):
-        sam2_num_epochs = 3
-        sam2_iterations_per_epoch = 1  # the kill points are per epoch
-        sam2_val_iterations_per_epoch = 1
-        sam2_initial_lr = 1e-3
-
-        def on_train_start(self):
-            self.save_every = 1  # checkpoint_latest after every epoch
-            super().on_train_start()
-
-        def _write_checkpoint(self, checkpoint, filename):
-            if DIE_AT == f"write:{checkpoint['current_epoch']}":
-                return checkpointing.write(checkpoint, filename, save=half_then_die)
-            super()._write_checkpoint(checkpoint, filename)
-
-        def train_step(self, batch):
-            if DIE_AT == f"step:{self.current_epoch}":
-                os._exit(3)
-            return super().train_step(batch)
-
-        def perform_actual_validation(self, save_probabilities=False):
-            pass  # not what these tests are about
-''')
-
+from nnsam2.utils.safe_torch_load import load_nnunet_checkpoint
+from tests.helpers.commands import run, run_together
+from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, model_folder
 
 COMMAND = ["nnsam2_train", "990", "2d", "0", "-tr", "SAM2FaultyTrainer", "-device", "cpu",
            "--random-init"]
@@ -58,8 +17,7 @@ def killed(demo_planned, tmp_path_factory):
     of the planned demo dataset, all at once (one thread each): {kill point: (fold folder, env)}."""
     workspaces = {}
     for die_at in KILL_POINTS:
-        root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("faults"),
-                                   faulty_trainers=FAULTY_TRAINER)
+        root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("faults"))
         env["nnUNet_n_proc_DA"] = QUICK_TRAINING["nnUNet_n_proc_DA"]  # its own validation is off
         workspaces[die_at] = (model_folder(root, "SAM2FaultyTrainer") / "fold_0", env)
     died = run_together(*[(COMMAND, {**env, "DIE_AT": die_at, "OMP_NUM_THREADS": "1"})

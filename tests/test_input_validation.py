@@ -11,12 +11,13 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from nnsam2.cli.plan_and_preprocess import _removed_if_interrupted
-from nnsam2.cli.predict import model_folder_and_folds, predict
-from nnsam2.cli.train import _check_fold
-from nnsam2.network.checkpoint import CheckpointError, read_official_state_dict
-from nnsam2.nnunet.environment import UsageError
-from nnsam2.nnunet.raw_data_check import DataCheckError, check_raw_dataset
+from nnsam2.experiment_planning.plan_and_preprocess_api import _removed_if_interrupted
+from nnsam2.cli.predict import run as predict
+from nnsam2.inference.predict_api import check_folds, find_model_folder
+from nnsam2.training.run_training import check_fold
+from nnsam2.network.sam2_weights import CheckpointError, read_official_state_dict
+from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.experiment_planning.raw_data_check import DataCheckError, check_raw_dataset
 
 NAME = "Dataset980_Checks"
 TRAINER_FOLDER = "SAM2DualAdapterTrainer__nnSAM2Plans__2d"
@@ -113,7 +114,7 @@ def test_truncated_files_and_all_problems_together(tmp_path):
     truncate(folder / "imagesTr" / "case_000_0000.nii.gz")
     write_image(folder / "imagesTr" / "case_002_0001.nii.gz", np.zeros((40, 48), np.float32))
     assert len(problems_of(folder)) == 2  # collected, not the first only
-    from nnsam2.nnunet.image_files import ImageFileError, check_complete
+    from nnsam2.utils.image_files import ImageFileError, check_complete
     grey = np.random.default_rng(1).integers(0, 255, (64, 64)).astype(np.uint8)  # (H, W)
     Image.fromarray(grey).save(tmp_path / "x.png")
     write_image(tmp_path / "x.nii", grey)
@@ -169,12 +170,12 @@ def test_fold_outside_the_split_is_refused(tmp_path):
     folder.mkdir()
     (folder / "dataset.json").write_text(json.dumps({"numTraining": 10}))
     with pytest.raises(UsageError, match="fold 7 does not exist: nnU-Net's split has 5 folds"):
-        _check_fold(str(folder), "7")
-    _check_fold(str(folder), "4")
+        check_fold(str(folder), "7")
+    check_fold(str(folder), "4")
     (folder / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": ["b"]}] * 3))
     with pytest.raises(UsageError, match="fold 3 is not in .*splits_final.json, which defines 3"):
-        _check_fold(str(folder), "3")
-    _check_fold(str(folder), "2")
+        check_fold(str(folder), "3")
+    check_fold(str(folder), "2")
 
 
 @pytest.fixture
@@ -198,6 +199,11 @@ def predict_args(inputs, output, **kw):
     from nnsam2.cli.predict import parser
     args = parser().parse_args(["-i", str(inputs), "-o", str(output), "-d", NAME, "-f", "0"])
     return argparse.Namespace(**{**vars(args), **kw})
+
+
+def model_folder_and_folds(args):
+    """What nnsam2_predict checks of -d/-c/-tr/-p and -f before loading anything."""
+    return check_folds(find_model_folder(args.d, args.c, args.tr, args.p), args.f, args.chk)
 
 
 def test_predict_refuses_a_truncated_input_before_loading(model, tmp_path):

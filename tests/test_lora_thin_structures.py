@@ -6,7 +6,8 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.draw import disk, line
 
-from tests.test_end_to_end import QUICK_TRAINING, run, workspace_env
+from tests.helpers.commands import run
+from tests.helpers.workspaces import QUICK_TRAINING, workspace_env
 
 
 def _vessel_case(rng, size=96):

@@ -7,7 +7,7 @@ from sam2.modeling.sam.transformer import RoPEAttention
 
 from nnsam2.network import build_memory_network, build_network, load_sam2_checkpoint
 from nnsam2.network import frozen_store
-from nnsam2.network.checkpoint import MEMORY_KEYS, CheckpointError
+from nnsam2.network.sam2_weights import MEMORY_KEYS, CheckpointError
 from nnsam2.network.summary import flops_by_component, model_summary
 
 CLASSES = 3

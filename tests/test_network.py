@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from nnsam2.network import SIZES, AdapterCfg, build_network
-from nnsam2.network.checkpoint import canonical_name
+from nnsam2.network.sam2_weights import canonical_name
 from nnsam2.network.configs import resolve
 from nnsam2.network.lora import LoRALinear
-from nnsam2.network.rep_adapter import RepAdapter, RepConv3x3
+from nnsam2.network.lw_adapter import RepAdapter, RepConv3x3
 from nnsam2.network.summary import flops_by_component, model_summary, parameter_report
 
 KINDS = ("hp", "lw", "lora", "none")

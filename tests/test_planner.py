@@ -1,9 +1,9 @@
 """SAM2 planning helpers: patch rounding and the measured memory estimate behind the batch size."""
 import pytest
 
-from nnsam2.nnunet.init_policy import MissingCheckpointError, checkpoint_for_size, resolve_policy
-from nnsam2.nnunet.memory import estimate_training_memory
-from nnsam2.nnunet.planner import round_patch
+from nnsam2.training.run_settings import MissingCheckpointError, checkpoint_for_size, resolve
+from nnsam2.experiment_planning.training_footprint import estimate_training_memory
+from nnsam2.experiment_planning.planner import round_patch
 
 
 def test_patch_rounded_up_to_multiples_of_32():
@@ -21,16 +21,16 @@ def test_memory_estimate_grows_with_patch():
 
 
 def test_checkpoint_policy(tmp_path, monkeypatch):
-    for var in ("nnSAM2_checkpoint", "nnSAM2_checkpoint_dir", "nnSAM2_random_init",
-                "nnSAM2_train_all", "nnSAM2_nnunet_pretrained"):
-        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("nnSAM2_checkpoint_dir", raising=False)
     with pytest.raises(MissingCheckpointError, match="sam2.1_hiera_small.pt.*--random-init"):
-        resolve_policy("small")
+        resolve("small")
     monkeypatch.setenv("nnSAM2_checkpoint_dir", str(tmp_path))
     with pytest.raises(MissingCheckpointError, match="holds none of"):
         checkpoint_for_size("tiny")
     (tmp_path / "sam2_hiera_tiny.pt").write_bytes(b"")
     assert checkpoint_for_size("tiny") == str(tmp_path / "sam2_hiera_tiny.pt")
+    assert resolve("tiny").checkpoint == str(tmp_path / "sam2_hiera_tiny.pt")
     monkeypatch.delenv("nnSAM2_checkpoint_dir")
-    monkeypatch.setenv("nnSAM2_random_init", "1")
-    assert resolve_policy("tiny").mode == "random"
+    assert resolve("tiny", random_init=True).mode == "random"
+    with pytest.raises(MissingCheckpointError, match="does not exist"):
+        resolve("tiny", checkpoint=str(tmp_path / "missing.pt"))

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from nnsam2.network import AdapterCfg, build_network, frozen_store, load_sam2_checkpoint
-from nnsam2.network.checkpoint import CheckpointError, canonical_name
+from nnsam2.network.sam2_weights import CheckpointError, canonical_name
 from nnsam2.network.summary import component_of
-from nnsam2.nnunet import checkpointing
-from nnsam2.nnunet.finetune import is_class_part
-from nnsam2.nnunet.safe_load import (ENV_ALLOW_PICKLE, UnsafeCheckpointError,
+from nnsam2.training import checkpoint_files
+from nnsam2.training.pretrained_weights import is_class_part
+from nnsam2.utils.safe_torch_load import (ENV_ALLOW_PICKLE, UnsafeCheckpointError,
                                      load_nnunet_checkpoint)
-from nnsam2.nnunet.trainers import BASE_TRAINERS
+from nnsam2.training.trainers.method_trainers import BASE_TRAINERS
 
 NEW_MODULES = ("stem", "peg", "adapters")  # components that SAM2 does not have
 
@@ -172,18 +172,18 @@ def test_unreadable_checkpoint_falls_back_to_the_newest_readable(tmp_path, caplo
     for name, epoch in (("checkpoint_best.pth", 4), ("checkpoint_latest.pth", 6)):
         checkpoint = nnunet_like_checkpoint(net)
         checkpoint["current_epoch"] = epoch
-        checkpointing.write(checkpoint, str(fold / name))
+        checkpoint_files.write(checkpoint, str(fold / name))
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # e.g. killed by a non-atomic writer
     with pytest.raises(CheckpointError, match="checkpoint_latest.pth cannot be read"):
-        checkpointing.read(str(fold / "checkpoint_latest.pth"))
-    checkpoint, used = checkpointing.read(str(fold / "checkpoint_latest.pth"), fallback=True)
+        checkpoint_files.read(str(fold / "checkpoint_latest.pth"))
+    checkpoint, used = checkpoint_files.read(str(fold / "checkpoint_latest.pth"), fallback=True)
     assert used.endswith("checkpoint_best.pth") and checkpoint["current_epoch"] == 4
     assert "continuing from" in caplog.text
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
     target = tmp_path / "checkpoint_latest.pth"
-    checkpointing.write({"current_epoch": 1}, str(target))
+    checkpoint_files.write({"current_epoch": 1}, str(target))
 
     def dies_halfway(obj, path):
         with open(path, "wb") as f:
@@ -191,14 +191,15 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        checkpointing.write({"current_epoch": 2}, str(target), save=dies_halfway)
+        checkpoint_files.write({"current_epoch": 2}, str(target), save=dies_halfway)
     assert torch.load(target, weights_only=True)["current_epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_latest.pth"]
 
 
 def test_plans_describe_sam2_and_clean_means_clean(tmp_path):
     from dataset_conversion.demo_dataset import generate_demo_dataset
-    from tests.test_end_to_end import run, workspace_env
+    from tests.helpers.commands import run
+    from tests.helpers.workspaces import workspace_env
     root, env = workspace_env(tmp_path)
     folder = generate_demo_dataset(root / "nnUNet_raw", dataset_id=993, dim=3, num_train=2,
                                    num_test=0)
@@ -220,24 +221,24 @@ def test_plans_describe_sam2_and_clean_means_clean(tmp_path):
 
 def test_trainer_names_are_explicit_and_findable():
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from nnsam2.nnunet import trainer_schedules
-    from nnsam2.nnunet.environment import use_nnsam2_trainers
+    from nnsam2.training.trainers.variants import training_length
+    from nnsam2.utils.nnunet_env import use_nnsam2_trainers
     use_nnsam2_trainers()
-    source = open(trainer_schedules.__file__).read()
+    source = open(training_length.__file__).read()
     for base in BASE_TRAINERS:
-        for epochs in trainer_schedules.SCHEDULES:
+        for epochs in training_length.SCHEDULES:
             name = f"{base.__name__}_{epochs}epochs"
             assert f"class {name}({base.__name__})" in source  # greppable
-            cls = getattr(trainer_schedules, name)
+            cls = getattr(training_length, name)
             assert issubclass(cls, base) and cls.sam2_num_epochs == epochs
     assert recursive_find_trainer_class_by_name("SAM2LoRATrainer_50epochs").sam2_num_epochs == 50
     demo = recursive_find_trainer_class_by_name("SAM2DualAdapterTrainer_CPUDemo")
-    assert demo.__module__ == "nnsam2.nnunet.demo_trainer"
+    assert demo.__module__ == "nnsam2.training.trainers.variants.benchmarking"
     assert "CPUDemo" not in inspect.getsource(inspect.getmodule(BASE_TRAINERS[0]))
 
 
 def test_methods_table_is_generated_from_the_code():
-    from nnsam2.benchmark.trainable_table import BEGIN, END, table
+    from experiments.trainable_table import BEGIN, END, table
     methods = open(os.path.join(os.path.dirname(__file__), "..", "documentation",
                                 "methods.md")).read()
     documented = methods[methods.index(BEGIN):methods.index(END)].splitlines()

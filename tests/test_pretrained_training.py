@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from nnsam2.network import build_network, frozen_store
-from nnsam2.network.checkpoint import canonical_name
-from nnsam2.nnunet.finetune import is_class_part, load_nnsam2_pretrained
-from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
-from nnsam2.nnunet.safe_load import UnsafeCheckpointError, load_nnunet_checkpoint
-from tests.test_end_to_end import (QUICK_TRAINING, copy_workspace, model_folder, run,
-                                   run_together)
+from nnsam2.network.sam2_weights import canonical_name
+from nnsam2.training.pretrained_weights import is_class_part, load_nnsam2_pretrained
+from nnsam2.training.trainers.method_trainers import SAM2DualAdapterTrainer
+from nnsam2.utils.safe_torch_load import UnsafeCheckpointError, load_nnunet_checkpoint
+from tests.helpers.commands import run, run_together
+from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, model_folder
 from tests.test_pretrained_path import WritesAFile
 
 TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
@@ -24,11 +24,11 @@ FULL_DECODER = ("SAM2SmokeTrainer_FullDecoder",)
 @pytest.fixture(scope="module")
 def tiny_workspace(demo_planned, tmp_path_factory, official_tiny):
     """The demo dataset planned again for SAM2 tiny (its fingerprint is reused), with the
-    official-format checkpoint set."""
+    official-format checkpoint in nnSAM2_checkpoint_dir."""
     root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("pretrained"))
     run("nnsam2_plan_and_preprocess", "-d", "990", "--sam2-size", "tiny", "--patch-size", "64",
         "64", "-np", "1", "-npfp", "1", env=env)
-    env["nnSAM2_checkpoint"] = str(official_tiny[0])
+    env["nnSAM2_checkpoint_dir"] = str(official_tiny[0].parent)  # holds sam2.1_hiera_tiny.pt
     env.update(QUICK_TRAINING)
     return root, env
 

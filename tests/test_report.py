@@ -22,10 +22,10 @@ from PIL import Image
 from scipy.ndimage import binary_erosion
 
 from dataset_conversion.demo_dataset import generate_demo_dataset
-from nnsam2.report.build import write_report
-from nnsam2.report.layout import open_model_folder
-from nnsam2.report.overlays import best_slice
-from nnsam2.report.postprocessing import chosen_postprocessing
+from nnsam2.model_report.build import write_report
+from nnsam2.model_report.layout import open_model_folder
+from nnsam2.model_report.overlays import best_slice
+from nnsam2.model_report.postprocessing import chosen_postprocessing
 
 DATASET = "Dataset990_Demo2D"
 MODEL = "SAM2DualAdapterTrainer__nnSAM2Plans__2d"
@@ -104,7 +104,7 @@ def _write_find_best(results: Path, model: Path) -> None:
 def _plans() -> dict:
     """plans.json as nnSAM2Planner writes it for this dataset (planning is test_planner's job;
     fingerprinting and the memory probe would take most of this test's time)."""
-    from nnsam2.nnunet.planner import sam2_architecture
+    from nnsam2.experiment_planning.planner import sam2_architecture
     resample = "resample_data_or_seg_to_shape"
     config = {"data_identifier": "nnSAM2Plans_2d", "preprocessor_name": "DefaultPreprocessor",
               "batch_size": 2, "patch_size": [64, 64], "median_image_size_in_voxels": [135.0, 169.0],
@@ -272,7 +272,7 @@ def test_missing_folds_and_validation_show_not_available(model_folder):
 
 def test_model_card_postprocessing_and_thin_structures(model_folder):
     from nnsam2.network import build_network, parameter_report
-    from nnsam2.nnunet.trainers import SAM2DualAdapterTrainer
+    from nnsam2.training.trainers.method_trainers import SAM2DualAdapterTrainer
     html = model_folder["html"]
     net = build_network(1, 3, size="toy", adapter=SAM2DualAdapterTrainer.adapter_cfg())
     total = parameter_report(net)["all"]["total"]
@@ -311,7 +311,7 @@ def test_no_model_selection_is_not_available(tmp_path):
 
 
 def test_failed_write_keeps_the_previous_report(monkeypatch, tmp_path):
-    from nnsam2.report import build
+    from nnsam2.model_report import build
     out = tmp_path / "report"
     out.mkdir()
     (out / "index.html").write_text("good report")

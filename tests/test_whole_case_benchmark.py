@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from nnsam2.benchmark.whole_case_stats import summarise
+from nnsam2.benchmark.whole_case.stats import summarise
 from nnsam2.cli.benchmark import main
 
 MODELS = ("nnunet_2d", "lw", "lw_patchwise")
@@ -48,29 +48,32 @@ def test_ratios_are_the_ratios_of_the_measured_seconds(run):
                            ("lw_patchwise", "lw")}
     for (model, reference), value in ratios.items():
         assert value == pytest.approx(seconds[model] / seconds[reference])
-    targets = {t["target"]: t for t in result["targets"]}
-    assert targets["lw / nnunet_2d seconds per case"]["measured"] == pytest.approx(
-        ratios["lw", "nnunet_2d"])
+    assert "targets" not in result  # the documentation compares with targets, not the command
     markdown = (out / "wc.md").read_text()
     assert f"| lw | SAM2Predictor (WholeCaseBench_LW) | 64x64 | {seconds['lw']:.2f}" in markdown
+    lw = next(c for c in result["ratios"] if (c["model"], c["reference"]) == ("lw", "nnunet_2d"))
+    assert f"| {lw['ratio']:.3f} (paired {lw['paired']['median']:.3f} [" in markdown
+    assert f"| lw_patchwise | lw | {ratios['lw_patchwise', 'lw']:.3f}" in markdown
+    assert "Targets" not in markdown and "PASS" not in markdown
     assert "Command: `nnsam2_benchmark --whole_case --sizes toy" in markdown
     assert result["settings"]["threads"] == 1 and result["machine"]["cpu"]
 
 
-def test_statistics_paired_ratios_and_targets():
+def test_statistics_and_paired_ratios():
     records = [dict(model=m, case=c, repeat=r, seconds=s * (1 + r))
                for r in range(3) for c in ("a", "b")
                for m, s in (("nnunet_2d", 10.0), ("lw", 7.0), ("hp", 11.0),
                             ("lw_patchwise", 28.0))]
-    cpu = summarise(records, "nnunet_2d", "cpu")
-    ratios = {(c["model"], c["reference"]): c for c in cpu["ratios"]}
+    summary = summarise(records, "nnunet_2d")
+    assert set(summary) == {"rows", "ratios"}
+    ratios = {(c["model"], c["reference"]): c for c in summary["ratios"]}
+    assert set(ratios) == {("lw", "nnunet_2d"), ("hp", "nnunet_2d"),
+                           ("lw_patchwise", "nnunet_2d"), ("lw_patchwise", "lw")}
     assert ratios["lw", "nnunet_2d"]["ratio"] == pytest.approx(0.7)
     assert ratios["lw", "nnunet_2d"]["paired"]["median"] == pytest.approx(0.7)
+    assert ratios["hp", "nnunet_2d"]["ratio"] == pytest.approx(1.1)
+    assert ratios["hp", "nnunet_2d"]["paired"]["n"] == 6
     assert ratios["lw_patchwise", "lw"]["ratio"] == pytest.approx(4.0)
-    rows = {r["model"]: r for r in cpu["rows"]}
+    rows = {r["model"]: r for r in summary["rows"]}
     assert rows["hp"]["seconds"]["median"] == pytest.approx(statistics.median([11, 22, 33] * 2))
-    status = {t["target"]: t["status"] for t in cpu["targets"]}
-    assert status == {"lw / nnunet_2d seconds per case": "PASS",
-                      "hp / nnunet_2d seconds per case": "MISS"}
-    cuda = summarise(records, "nnunet_2d", "cuda")["targets"]
-    assert [(t["measured"], t["status"]) for t in cuda] == [(pytest.approx(4.0), "PASS")]
+    assert rows["hp"]["per_case"] == {"a": pytest.approx(22.0), "b": pytest.approx(22.0)}

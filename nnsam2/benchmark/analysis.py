@@ -1,13 +1,14 @@
-"""Ratios between rows of one run and the issue's targets, checked on the measured medians."""
+"""Ratios between rows of one run, the compared pairs and the bf16-autocast dtype findings."""
 from typing import Dict, List, Optional
 
 from nnsam2.benchmark.paired import PAIRS, TRAIN_PAIRS
-from nnsam2.benchmark.variants import TRAINING_FORM
 
 METRICS = ("latency_bs1", "latency_bsN", "train_step", "gflops", "params", "trainable",
            "peak_infer_mib", "peak_train_mib")
-LW_REPARAM_MAX_OVERHEAD = 1.05  # lw_reparam latency <= 1.05 x none (same size and patch)
-HP_TRAIN_MAX_RATIO = 2.0  # hp training step <= 2.0 x none's (issue 13)
+# (candidate, reference, row metric, key of the paired measurement, label) of every compared pair
+COMPARED = ([(a, b, *m) for a, b in PAIRS for m in (("latency_bs1", "bs1", "latency, batch 1"),
+                                                    ("latency_bsN", "bsN", "latency, batch N"))]
+            + [(a, b, "train_step", "train_bsN", "training step, batch N") for a, b in TRAIN_PAIRS])
 
 
 def metric(row: Optional[dict], name: str) -> Optional[float]:
@@ -55,12 +56,6 @@ def compute_ratios(rows: List[dict]) -> List[dict]:
     return out
 
 
-def _target(name: str, row: dict, measured: Optional[float], threshold: float) -> dict:
-    status = "n/a" if measured is None else ("PASS" if measured <= threshold else "MISS")
-    return dict(target=name, size=row["size"], patch=row["patch"], measured=measured,
-                threshold=threshold, status=status)
-
-
 def _paired(paired: List[dict], a: str, b: str, row: dict, key: str) -> Optional[dict]:
     for p in paired:
         if (p["variant"], p["reference"], p["size"]) == (a, b, row["size"]) and (
@@ -69,38 +64,22 @@ def _paired(paired: List[dict], a: str, b: str, row: dict, key: str) -> Optional
     return None
 
 
-def _paired_check(name: str, row: dict, other: dict, metric_name: str, pair: Optional[dict],
-                  limit: float) -> dict:
-    """A target measured by the paired ratio where one was measured, else the separate one."""
-    separate = ratio(metric(row, metric_name), metric(other, metric_name))
-    check = _target(name, row, pair["median"] if pair else separate, limit)
-    if pair and check["status"] == "MISS" and pair["q1"] <= limit:
-        check["status"] = "WITHIN NOISE"  # median above, first quartile not
-    check.update(paired=pair, separate=separate)
-    return check
-
-
-def _timing_targets(rows: List[dict], paired: List[dict]) -> List[dict]:
-    """lw_reparam <= 1.05 x none (and none_peg, same PEGs, when measured); fused <= training
-    form; hp training step <= 2.0 x none's."""
-    checks = []
+def compare_pairs(rows: List[dict], paired: Optional[List[dict]] = None) -> List[dict]:
+    """Every compared pair (:data:`COMPARED`) with both models in this run (training steps only
+    where measured): ``paired`` (median and quartiles of the alternating measurement, None
+    without one) and ``separate`` (the ratio of the separate-process medians)."""
+    out = []
     for row in rows:
-        for a, b in PAIRS:
+        for a, b, name, key, label in COMPARED:
             other = find(rows, b, row["size"], row["patch"])
-            if row["variant"] != a or other is None:
+            if row["variant"] != a or other is None or (key == "train_bsN"
+                                                        and not metric(row, name)):
                 continue
-            limit = 1.0 if TRAINING_FORM[a] == b else LW_REPARAM_MAX_OVERHEAD
-            for lat, key, label in (("latency_bs1", "bs1", "batch 1"),
-                                    ("latency_bsN", "bsN", "batch N")):
-                checks.append(_paired_check(f"{a} / {b} latency, {label}", row, other, lat,
-                                            _paired(paired, a, b, row, key), limit))
-        for a, b in TRAIN_PAIRS:
-            other = find(rows, b, row["size"], row["patch"])
-            if row["variant"] == a and other is not None and metric(row, "train_step"):
-                checks.append(_paired_check(f"{a} / {b} training step, batch N", row, other,
-                                            "train_step", _paired(paired, a, b, row, "train_bsN"),
-                                            HP_TRAIN_MAX_RATIO))
-    return checks
+            out.append(dict(comparison=f"{a} / {b} {label}", variant=a, reference=b,
+                            size=row["size"], patch=row["patch"], metric=name,
+                            paired=_paired(paired or [], a, b, row, key),
+                            separate=ratio(metric(row, name), metric(other, name))))
+    return out
 
 
 def fp32_ops(row: dict) -> Optional[List[str]]:
@@ -111,23 +90,16 @@ def fp32_ops(row: dict) -> Optional[List[str]]:
     return sorted(op.split("@")[0] for op in check["ops"] if op.endswith("@float32"))
 
 
-def _dtype_targets(rows: List[dict]) -> List[dict]:
-    checks = []
+def extra_fp32_ops(rows: List[dict]) -> List[dict]:
+    """For each SAM2 row but ``none``'s: the heavy ops that ran in fp32 under bf16 autocast and
+    not in ``none``'s forward (``ops`` None when the check failed; ``error`` says why)."""
+    out = []
     for row in rows:
         if row["size"] is None or row.get("error") or row["variant"] == "none":
             continue
         none = find(rows, "none", row["size"], row["patch"])
         ops, base = fp32_ops(row), (fp32_ops(none) if none else []) or []
-        extra = None if ops is None else sorted(set(ops) - set(base))
-        check = _target(f"{row['variant']}: fp32 heavy ops under bf16 autocast beyond none's", row,
-                        None if extra is None else float(len(extra)), 0.0)
-        check["ops"] = extra
-        check["error"] = (row.get("autocast_bf16_ops") or {}).get("error")
-        checks.append(check)
-    return checks
-
-
-def check_targets(rows: List[dict], paired: Optional[List[dict]] = None) -> List[dict]:
-    """lw_reparam <= 1.05 x none; re-parameterised/merged <= training form; hp training step
-    <= 2.0 x none; no extra fp32 ops."""
-    return _timing_targets(rows, paired or []) + _dtype_targets(rows)
+        out.append(dict(variant=row["variant"], size=row["size"], patch=row["patch"],
+                        ops=None if ops is None else sorted(set(ops) - set(base)),
+                        error=(row.get("autocast_bf16_ops") or {}).get("error")))
+    return out

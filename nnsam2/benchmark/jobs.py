@@ -1,16 +1,13 @@
 """What to measure: settings resolved from plans or arguments, expanded into one job per model."""
-import logging
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from nnsam2.benchmark.nnunet_ref import PlansInfo, UNetSpec, read_plans, unet_from_planner
-from nnsam2.benchmark.paired import PairJob, pair_jobs
+from nnsam2.benchmark.paired import PAIRS, TRAIN_PAIRS, PairJob
 from nnsam2.benchmark.variants import (ALL_VARIANTS, REFERENCE_VARIANTS, SAM2_VARIANTS,
                                        SAM_VIT_B_PATCH, sam_vit_b_available)
 from nnsam2.network.configs import get_size
 from nnsam2.network.sam2_net import SIZE_MULTIPLE
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 2  # nnU-Net's minimum batch size, used when no plans are given
 
@@ -85,7 +82,11 @@ def resolve_settings(*, sizes: Optional[Sequence[str]] = None,
                      variants: Optional[Sequence[str]] = None, device: str = "cpu",
                      warmup: int = 3, repeats: int = 10, train: bool = True,
                      threads: Optional[int] = None, paired: bool = True) -> Settings:
-    """Plans (``dataset``) give the defaults; explicit arguments override them."""
+    """What to measure, as the command's options (documentation/benchmarks.md): the plans of
+    ``dataset`` (read through nnU-Net's PlansManager) give patch, batch size, channels, classes
+    and SAM2 size, explicit arguments override them (without plans: sizes ``tiny``, 1 channel,
+    2 classes, batch size 2). ``paired``: also time the compared pairs alternately in one
+    process each; ``train``: also time one training step at the batch size."""
     info = read_plans(dataset, plans, configuration) if dataset is not None else None
     if info is None and not patches:
         raise ValueError("give a dataset with plans (-d) or at least one patch size (--patch H W)")
@@ -141,9 +142,12 @@ def make_jobs(settings: Settings) -> List[Job]:
 
 
 def make_pair_jobs(settings: Settings) -> List[PairJob]:
-    """Paired latency (and, with training, training-step) comparisons for the targets (none
-    when ``settings.paired`` is off)."""
+    """The alternating pair measurements (latency; training step with training), none when
+    ``settings.paired`` is off."""
     if not settings.paired:
         return []
-    return pair_jobs(settings.variants, settings.sizes, settings.patches, train=settings.train,
-                     batch_size=settings.batch_size, **_job_args(settings))
+    common = dict(_job_args(settings), batch_size=settings.batch_size)
+    return [PairJob(a, b, size, patch, **common, train=train)
+            for train, pairs in ((False, PAIRS), (True, TRAIN_PAIRS if settings.train else ()))
+            for patch in settings.patches for size in settings.sizes for a, b in pairs
+            if a in settings.variants and b in settings.variants]

@@ -31,7 +31,8 @@ def _version(package: str) -> Optional[str]:
 def machine_info(device: str, threads: Optional[int] = None) -> Dict[str, object]:
     """CPU model, logical cores, torch threads (``threads`` if the jobs set them), GPU name,
     library versions and the 1-minute load average now."""
-    info = dict(cpu=cpu_model(), logical_cpus=_cpu_count(),
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = dict(cpu=cpu_model(), logical_cpus=cpus,
                 torch_threads=threads or torch.get_num_threads(), loadavg_1min=os.getloadavg()[0],
                 python=platform.python_version(), platform=platform.platform(), device=device,
                 gpu=None, cuda=None)
@@ -41,10 +42,6 @@ def machine_info(device: str, threads: Optional[int] = None) -> Dict[str, object
         info["cuda"] = torch.version.cuda
     info["versions"] = {p: _version(p.replace("_", "-")) or _version(p) for p in PACKAGES}
     return info
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def describe(info: Dict[str, object]) -> str:

@@ -1,18 +1,16 @@
-"""Timing, memory, FLOP and autocast-dtype primitives for one model on one device."""
+"""Timing, memory, parameter and autocast-dtype primitives for one model on one device."""
 import contextlib
 import logging
 import resource
 import statistics
 import time
 from collections import Counter
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-
-from nnsam2.network.summary import flops_by_component
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +31,27 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def quartiles(values: Sequence[float]) -> Dict[str, float]:
+    """Median, quartiles (inclusive method), min, max and count of ``values``."""
+    values = sorted(values)
+    q1, q3 = (statistics.quantiles(values, n=4, method="inclusive")[::2] if len(values) > 1
+              else (values[0], values[0]))
+    return dict(median=statistics.median(values), q1=q1, q3=q3, min=values[0], max=values[-1],
+                n=len(values))
+
+
 def timing_stats(seconds: Sequence[float]) -> Dict[str, float]:
-    """Median, quartiles (IQR) and min/max in milliseconds."""
-    ms = sorted(s * 1e3 for s in seconds)
-    if len(ms) >= 2:
-        q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
-    else:
-        q1 = q3 = ms[0]
-    return dict(median_ms=statistics.median(ms), q1_ms=q1, q3_ms=q3, min_ms=ms[0],
-                max_ms=ms[-1], n=len(ms))
+    """:func:`quartiles` in milliseconds (``median_ms``, ``q1_ms``, ..., ``n``)."""
+    ms = quartiles([s * 1e3 for s in seconds])
+    return {k if k == "n" else f"{k}_ms": v for k, v in ms.items()}
+
+
+def time_once(fn: Callable[[], None], device: torch.device) -> float:
+    """Seconds of one call of ``fn`` (CUDA synchronised)."""
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def time_repeated(fn: Callable[[], None], device: torch.device, *, warmup: int,
@@ -50,25 +60,18 @@ def time_repeated(fn: Callable[[], None], device: torch.device, *, warmup: int,
     for _ in range(warmup):
         fn()
     synchronize(device)
-    seconds = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return timing_stats(seconds)
+    return timing_stats([time_once(fn, device) for _ in range(max(1, repeats))])
 
 
-def inference_latency(model: nn.Module, x: torch.Tensor, *, warmup: int,
-                      repeats: int) -> Dict[str, float]:
-    """Forward latency in eval mode under ``torch.inference_mode`` (and bf16 autocast on CUDA)."""
+def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward on ``x`` in eval mode under ``torch.inference_mode`` (bf16 autocast on CUDA)."""
     model.eval()
 
     def forward() -> None:
         with torch.inference_mode(), autocast_context(x.device):
             model(x)
 
-    return time_repeated(forward, x.device, warmup=warmup, repeats=repeats)
+    return forward
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,13 +101,6 @@ def make_train_step(model: nn.Module, x: torch.Tensor,
     return step
 
 
-def train_step_time(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, warmup: int,
-                    repeats: int) -> Dict[str, float]:
-    """Time of :func:`make_train_step`'s step: ``warmup`` untimed, then ``repeats`` timed."""
-    return time_repeated(make_train_step(model, x, target), x.device, warmup=warmup,
-                         repeats=repeats)
-
-
 def current_rss_mib() -> float:
     """Resident set size of this process now (Linux /proc; 0 elsewhere)."""
     try:
@@ -121,22 +117,18 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    """CUDA: max allocated since the last reset. CPU: this process's peak RSS (ru_maxrss)."""
+def peak_memory_mib(device: torch.device, isolated: bool = True) -> Optional[float]:
+    """CUDA: max allocated since the last reset. CPU: this process's peak RSS (ru_maxrss); None
+    when the process is not ``isolated`` (its RSS says nothing about one model)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if isolated else None  # KiB
 
 
 def count_parameters(model: nn.Module) -> Dict[str, float]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return dict(params=total, trainable=trainable, trainable_pct=100.0 * trainable / max(total, 1))
-
-
-def forward_gflops(model: nn.Module, input_shape: Sequence[int]) -> Dict[str, float]:
-    """Forward GFLOPs (GFLOPs = 2 x GMACs) per component and in total (``all``)."""
-    return flops_by_component(model, input_shape)
 
 
 class _HeavyOpDtypes(TorchDispatchMode):

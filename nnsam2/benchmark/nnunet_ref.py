@@ -1,15 +1,6 @@
-"""nnU-Net's own default 2D U-Net as the reference, built through nnU-Net's plans -> network path.
-
-Two ways to get its architecture entry, both nnU-Net's own code:
-
-* from a plans file written by an nnU-Net planner: its ``architecture`` entry (nnsam2's own plans
-  describe the SAM2 network there, so for them the U-Net comes the next way, at the planned
-  patch and spacing);
-* from a patch size alone: nnU-Net's ``ExperimentPlanner.get_plans_for_configuration`` runs on a
-  scratch dataset (a ``dataset.json`` and a fingerprint in a temporary folder) whose median image
-  shape is the patch, with a GPU memory target large enough that the planner keeps the patch.
-
-Either way the network comes from ``get_network_from_plans(..., deep_supervision=False)``.
+"""nnU-Net's own default 2D U-Net as the reference, built through nnU-Net's plans -> network path:
+the ``architecture`` entry of an nnU-Net plans file, or (nnsam2 plans, other patches) the one
+nnU-Net's ``ExperimentPlanner`` plans on a scratch dataset whose median shape is the patch.
 """
 import contextlib
 import json
@@ -21,6 +12,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
+
+from nnsam2.utils.nnunet_env import temporary_nnunet_folders
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +77,7 @@ def read_plans(dataset: str, plans_name: str = "nnSAM2Plans",
                         f"plans: {name}/{plans_name}.json, configuration {configuration!r}")
     return PlansInfo(
         dataset_name=name, plans_name=plans_name, configuration=configuration, patch=patch,
-        batch_size=int(manager.batch_size),
-        channels=channels, classes=classes,
+        batch_size=int(manager.batch_size), channels=channels, classes=classes,
         spacing=tuple(float(s) for s in manager.spacing),
         sam2_size=manager.configuration.get("sam2", {}).get("size"), unet=unet)
 
@@ -97,32 +89,21 @@ def _scratch_dataset(channels: int, classes: int) -> Iterator[str]:
                         labels={"background": 0, **{f"class{i}": i for i in range(1, classes)}},
                         numTraining=0, file_ending=".nii.gz", dataset={})
     fingerprint = dict(median_relative_size_after_cropping=1.0)
-    names = ("nnUNet_raw", "nnUNet_preprocessed")
-    saved = {n: os.environ.get(n) for n in names}
-    with tempfile.TemporaryDirectory(prefix="nnsam2_benchmark_") as tmp:
-        for env, filename, content in zip(names, ("dataset.json", "dataset_fingerprint.json"),
-                                          (dataset_json, fingerprint)):
-            os.makedirs(os.path.join(tmp, env, SCRATCH_DATASET))
-            with open(os.path.join(tmp, env, SCRATCH_DATASET, filename), "w") as f:
+    with tempfile.TemporaryDirectory(prefix="nnsam2_benchmark_") as tmp, \
+            temporary_nnunet_folders(tmp) as paths:
+        for var, filename, content in (("nnUNet_raw", "dataset.json", dataset_json),
+                                       ("nnUNet_preprocessed", "dataset_fingerprint.json",
+                                        fingerprint)):
+            os.makedirs(paths[var] / SCRATCH_DATASET)
+            with open(paths[var] / SCRATCH_DATASET / filename, "w") as f:
                 json.dump(content, f)
-            os.environ[env] = os.path.join(tmp, env)
-        try:
-            yield SCRATCH_DATASET
-        finally:
-            for env, value in saved.items():
-                if value is None:
-                    os.environ.pop(env, None)
-                else:
-                    os.environ[env] = value
+        yield SCRATCH_DATASET
 
 
 def unet_from_planner(patch: Sequence[int], channels: int, classes: int,
                       spacing: Sequence[float] = (1.0, 1.0)) -> UNetSpec:
-    """nnU-Net's default 2D U-Net for ``patch`` from nnU-Net's own ``ExperimentPlanner``.
-
-    The planner may pad the patch to a multiple of its total pooling stride; the returned spec
-    then runs at that padded patch (its ``patch`` field says so).
-    """
+    """nnU-Net's default 2D U-Net for ``patch`` from nnU-Net's own ``ExperimentPlanner`` (at the
+    patch padded to the planner's pooling stride, if it pads it: the spec's ``patch``)."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import \
         ExperimentPlanner
 

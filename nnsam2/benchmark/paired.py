@@ -1,25 +1,20 @@
-"""Paired comparisons for the targets: both models in one process, timed alternately.
-
-On a shared or throttling machine the latency of two separately measured processes can differ
-by more than the effect being checked (a few per cent). Here both models see the same input,
-run back to back in alternating order, and the statistic is the median of the per-iteration
-ratios t_a / t_b with its quartiles. Latency pairs time inference at batch 1 and N; training
-pairs time one training step (forward + backward + AdamW) at batch N.
+"""Paired comparisons: both models in one process, same input, timed alternately; the statistic
+is the median (and quartiles) of the per-iteration ratios t_a / t_b. Latency pairs time inference
+at batch 1 and N, training pairs one training step (forward + backward + AdamW) at batch N.
 """
-import statistics
-import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from nnsam2.benchmark.measure import autocast_context, make_train_step, synchronize
+from nnsam2.benchmark.measure import inference, make_train_step, quartiles, time_once
 from nnsam2.benchmark.variants import build_sam2_variant
 
-# (candidate, reference): the targets of the issue, plus none_peg (same PEGs as lw) when measured.
+# (candidate, reference) latency pairs: each inference-only form against its training form and
+# lw_reparam against frozen SAM2 (and none_peg, the same PEGs as lw, when measured).
 PAIRS = (("lw_reparam", "lw"), ("lw_reparam", "none"), ("lw_reparam", "none_peg"),
          ("lora_merged", "lora"))
-# (candidate, reference) of the training-step target: HP with a fast deformable convolution.
+# (candidate, reference) training-step pairs: HP against frozen SAM2.
 TRAIN_PAIRS = (("hp", "none"),)
 
 
@@ -41,43 +36,19 @@ class PairJob:
     train: bool = False  # time a training step at batch N instead of inference
 
 
-def pair_jobs(variants: List[str], sizes: List[str], patches, *, train: bool = False,
-              **common) -> List[PairJob]:
-    jobs = [PairJob(a, b, size, patch, **common) for patch in patches for size in sizes
-            for a, b in PAIRS if a in variants and b in variants]
-    return jobs + [PairJob(a, b, size, patch, **common, train=True) for patch in patches
-                   for size in sizes for a, b in TRAIN_PAIRS
-                   if train and a in variants and b in variants]
-
-
-def _time_once(fn: Callable[[], None], device: torch.device) -> float:
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def _inference(model, x) -> Callable[[], None]:
-    def forward() -> None:
-        with torch.inference_mode(), autocast_context(x.device):
-            model(x)
-    return forward
-
-
 def paired_ratio(fn_a: Callable[[], None], fn_b: Callable[[], None], device: torch.device, *,
                  warmup: int, repeats: int) -> Dict[str, float]:
-    """Median and quartiles of t_a / t_b over ``repeats`` alternating iterations."""
+    """:func:`quartiles` of t_a / t_b over ``repeats`` (at least 2) alternating iterations."""
     for _ in range(warmup):
-        _time_once(fn_a, device), _time_once(fn_b, device)
+        time_once(fn_a, device), time_once(fn_b, device)
     ratios = []
     for i in range(max(2, repeats)):
         if i % 2:
-            t_b, t_a = _time_once(fn_b, device), _time_once(fn_a, device)
+            t_b, t_a = time_once(fn_b, device), time_once(fn_a, device)
         else:
-            t_a, t_b = _time_once(fn_a, device), _time_once(fn_b, device)
+            t_a, t_b = time_once(fn_a, device), time_once(fn_b, device)
         ratios.append(t_a / t_b)
-    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return dict(median=statistics.median(ratios), q1=q1, q3=q3, n=len(ratios))
+    return quartiles(ratios)
 
 
 def run_pair(job: PairJob) -> dict:
@@ -100,5 +71,5 @@ def run_pair(job: PairJob) -> dict:
         return out
     for batch, key in ((1, "bs1"), (job.batch_size, "bsN")):
         x = torch.randn(batch, job.channels, *job.patch, device=device)
-        out[key] = paired_ratio(*(_inference(m, x) for m in models), device, **timing)
+        out[key] = paired_ratio(*(inference(m, x) for m in models), device, **timing)
     return out

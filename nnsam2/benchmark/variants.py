@@ -1,22 +1,12 @@
 """The models being compared, each built from scratch (random init: only costs are measured).
 
-SAM2 variants (per size and patch):
-
-* ``none``: frozen SAM2 (absolute pos-embed, as in SAM2) + trainable prompt-free decoder;
-* ``none_peg``: the same with PEGs instead (not in the default set; isolates the PEG cost);
-* ``hp`` / ``lw`` / ``lora``: the adapted networks in their training-time form;
-* ``lw_reparam``: ``lw`` after ``net.reparameterize()`` (inference-only form);
-* ``lora_merged``: ``lora`` after ``net.merge_lora()`` (inference-only form);
-* ``mem``: the ``2d_mem`` network (``hp`` + SAM2's frozen memory over the slices, both
-  directions) on stacks of :data:`MEM_SLICES` slices (not in the default set); its latency,
-  training step and GFLOPs are reported per slice, so that they compare with the 2D variants'.
-
-References: ``nnunet_unet`` (nnU-Net's default 2D U-Net, all parameters trainable) and
-``sam_vit_b`` (segment-anything ViT-B image encoder + mask decoder at 1024x1024, prompt-free,
-encoder and decoder trainable as in full fine-tuning), the "heavyweight SAM adaptation".
+SAM2 variants (per size and patch): ``none`` (frozen SAM2 + trainable decoder), ``none_peg``
+(the same with PEGs), ``hp`` / ``lw`` / ``lora`` (training forms), ``lw_reparam`` /
+``lora_merged`` (inference-only forms) and ``mem`` (the ``2d_mem`` network on stacks of
+:data:`MEM_SLICES` slices, reported per slice). References: ``nnunet_unet`` (nnU-Net's default
+2D U-Net) and ``sam_vit_b`` (segment-anything ViT-B at 1024x1024, fully trainable).
 """
 import importlib.util
-import logging
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -26,13 +16,10 @@ from torch import nn
 
 from nnsam2.network import AdapterCfg, build_memory_network, build_network
 
-logger = logging.getLogger(__name__)
-
 SAM2_VARIANTS = ("none", "hp", "lw", "lw_reparam", "lora", "lora_merged")
 OPTIONAL_SAM2_VARIANTS = ("none_peg", "mem")
 REFERENCE_VARIANTS = ("nnunet_unet", "sam_vit_b")
 ALL_VARIANTS = SAM2_VARIANTS + OPTIONAL_SAM2_VARIANTS + REFERENCE_VARIANTS
-INFERENCE_ONLY = ("lw_reparam", "lora_merged")
 # The training-time form each inference-only form comes from.
 TRAINING_FORM = {"lw_reparam": "lw", "lora_merged": "lora"}
 SAM_VIT_B_PATCH = (1024, 1024)
@@ -63,13 +50,9 @@ def build_sam2_variant(name: str, size: str, channels: int, classes: int) -> Bui
     adapter = AdapterCfg(kind="none", pos_embed="peg") if kind == "none_peg" else AdapterCfg(kind)
     net = build_network(channels, classes, size=size, adapter=adapter)
     if name == "lw_reparam":
-        net.eval()
-        fused = net.reparameterize()
-        return Built(net, True, f"{fused} adapter convolutions fused")
+        return Built(net.eval(), True, f"{net.reparameterize()} adapter convolutions fused")
     if name == "lora_merged":
-        net.eval()
-        merged = net.merge_lora()
-        return Built(net, True, f"{merged} LoRA layers merged")
+        return Built(net.eval(), True, f"{net.merge_lora()} LoRA layers merged")
     pos = net.config["adapter"]["pos_embed"]
     return Built(net, False, f"pos-embed: {'PEG' if pos == 'peg' else 'SAM2 absolute'}")
 
@@ -101,11 +84,6 @@ def build_sam_vit_b() -> Built:
     model.prompt_encoder.requires_grad_(False)
     return Built(model, False, "segment-anything ViT-B, 1024x1024, batch 1, "
                                "encoder + decoder trainable")
-
-
-def slices_per_input(name: str) -> int:
-    """How many 2D slices one input of the variant holds (the per-slice divisor)."""
-    return MEM_SLICES if name == "mem" else 1
 
 
 def input_shape(name: str, channels: int, patch: Tuple[int, int]) -> Tuple[int, ...]:

@@ -74,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.whole_case:
-            from nnsam2.benchmark.whole_case_report import format_text as whole_case_text
+            from nnsam2.benchmark.whole_case.tables import format_text as whole_case_text
             print(whole_case_text(run_whole_case(args, argv)))
             return
         result = run(args)
@@ -84,14 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def run_whole_case(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> dict:
-    from nnsam2.benchmark.report import write_json
-    from nnsam2.benchmark.whole_case import whole_case_benchmark
-    from nnsam2.benchmark.whole_case_report import format_markdown
+    from nnsam2.benchmark.whole_case.run import whole_case_benchmark
 
     if args.sizes and len(args.sizes) != 1:
         raise ValueError("--whole_case takes one SAM2 size")
     argv = sys.argv[1:] if argv is None else argv
-    result = whole_case_benchmark(
+    return whole_case_benchmark(
         variants=args.variants or ["lw", "hp"], patchwise=args.patchwise,
         sam2_size=(args.sizes or ["tiny"])[0], cases=args.cases, train_cases=args.train_cases,
         slices=args.slices, shape=args.shape, spacing=args.spacing, raw_dataset=args.raw_dataset,
@@ -99,13 +97,8 @@ def run_whole_case(args: argparse.Namespace, argv: Optional[Sequence[str]] = Non
         mirroring=not args.disable_tta, warmup=1 if args.warmup is None else args.warmup,
         repeats=3 if args.repeats is None else args.repeats, threads=args.threads,
         workdir=args.workdir, progress=show_progress(args.disable_progress_bar),
-        command=shlex.join(["nnsam2_benchmark", *argv]))
-    if args.json:
-        write_json(result, args.json)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(format_markdown(result))
-    return result
+        command=shlex.join(["nnsam2_benchmark", *argv]), json_path=args.json,
+        markdown_path=args.markdown)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -3,9 +3,9 @@ import logging
 import sys
 from typing import Callable
 
-from nnsam2.network.checkpoint import CheckpointError
-from nnsam2.nnunet.environment import UsageError
-from nnsam2.nnunet.init_policy import MissingCheckpointError
+from nnsam2.network.sam2_weights import CheckpointError
+from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.training.run_settings import MissingCheckpointError
 from nnsam2.utils.process_guard import guarded
 
 USER_ERRORS = (UsageError, CheckpointError, MissingCheckpointError, FileNotFoundError)

@@ -5,85 +5,8 @@ SAM2 from random weights (every parameter trains: there are no pretrained weight
 the held-out cases from raw NIfTI, prints Dice per class and writes the model's HTML report.
 """
 import argparse
-import os
-import time
-
-import numpy as np
 
 from nnsam2.cli.common import run_cli
-
-DEMO_TRAINER = "SAM2DualAdapterTrainer_CPUDemo"
-
-
-def _set_paths(output: str) -> dict:
-    """The demo keeps to its own nnU-Net folders, whatever the user's env vars say."""
-    paths = {v: os.path.abspath(os.path.join(output, v)) for v in
-             ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for var, path in paths.items():
-        os.makedirs(path, exist_ok=True)
-        os.environ[var] = path
-    return paths
-
-
-def _evaluate(paths: dict, name: str, pred_folder: str) -> dict:
-    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-    from nnunetv2.utilities.file_path_utilities import load_json
-    dataset_json = load_json(os.path.join(paths["nnUNet_raw"], name, "dataset.json"))
-    foreground = {k: v for k, v in dataset_json["labels"].items() if v > 0 and k != "ignore"}
-    result = compute_metrics_on_folder(
-        os.path.join(paths["nnUNet_raw"], name, "labelsTs"), pred_folder,
-        os.path.join(pred_folder, "summary.json"), SimpleITKIO(), dataset_json["file_ending"],
-        list(foreground.values()), num_processes=2, chill=False)
-    return {k: float(result["mean"][v]["Dice"]) for k, v in foreground.items()}
-
-
-def _limit_worker_processes() -> None:
-    """nnU-Net defaults to 8 export and 12 augmentation workers: far too many for a laptop CPU.
-    Must run before nnunetv2 is imported (it reads these at import time)."""
-    workers = str(max(1, min(4, os.cpu_count() or 1)))
-    os.environ.setdefault("nnUNet_def_n_proc", workers)
-    os.environ.setdefault("nnUNet_n_proc_DA", workers)
-
-
-def run_demo(output: str = "nnsam2_demo_output", device: str = "cpu", dataset_id: int = 990) -> dict:
-    _limit_worker_processes()
-    from dataset_conversion.demo_dataset import generate_demo_dataset
-    from nnsam2.cli import plan_and_preprocess, predict, train
-    from nnsam2.nnunet.planner import PLANS_NAME
-    from nnsam2.report.build import write_report
-    start = time.time()
-    paths = _set_paths(output)
-    banner("1/5 generating the demo dataset")
-    folder = generate_demo_dataset(paths["nnUNet_raw"], dataset_id=dataset_id, dim=2, overwrite=True)
-    name = os.path.basename(folder)
-    banner("2/5 fingerprint, SAM2 planning (toy size), preprocessing")
-    plan_and_preprocess.plan_and_preprocess([dataset_id], sam2_size="toy", clean=True,
-                                            num_processes=[2], num_processes_fingerprint=2)
-    banner("3/5 training the toy SAM2 from RANDOM weights (no pretrained SAM2 is available "
-           "here); every parameter trains")
-    train.train(train.parser().parse_args(
-        [str(dataset_id), "2d", "0", "-tr", DEMO_TRAINER, "-device", device,
-         "--random-init", "--train-all"]))
-    banner("4/5 predicting the held-out cases from raw NIfTI")
-    pred = os.path.join(os.path.abspath(output), "predictions")
-    predict.predict(predict.parser().parse_args(
-        ["-i", os.path.join(folder, "imagesTs"), "-o", pred, "-d", str(dataset_id),
-         "-tr", DEMO_TRAINER, "-f", "0", "-device", device, "-npp", "1", "-nps", "1"]))
-    banner("5/5 Dice per class on the held-out cases")
-    dice = _evaluate(paths, name, pred)
-    for label, value in dice.items():
-        print(f"  {label:<12} Dice {value:.4f}")
-    print(f"  mean foreground Dice {np.mean(list(dice.values())):.4f}")
-    model = os.path.join(paths["nnUNet_results"], name, f"{DEMO_TRAINER}__{PLANS_NAME}__2d")
-    report = write_report(model, os.path.join(os.path.abspath(output), "report"))
-    print(f"  total time {time.time() - start:.0f} s; everything is under {os.path.abspath(output)}")
-    print(f"  model report (open it in a browser): {report}")
-    return dice
-
-
-def banner(text: str) -> None:
-    print(f"\n=== nnsam2 demo: {text} ===", flush=True)
 
 
 def main(argv=None) -> None:
@@ -92,5 +15,6 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--output", default="nnsam2_demo_output",
                    help="folder for the demo's nnUNet_raw/preprocessed/results and predictions")
     p.add_argument("-device", default="cpu", choices=["cpu", "cuda", "mps"])
-    a = p.parse_args(argv)
-    run_cli("nnsam2_demo", lambda: run_demo(a.output, a.device))
+    args = p.parse_args(argv)
+    from nnsam2.demo import run_demo
+    run_cli("nnsam2_demo", lambda: run_demo(args.output, args.device))

@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from nnsam2.evaluation import EvaluationInputError, evaluate_folders, format_table, write_json_atomic
-from nnsam2.evaluation.report import SUMMARY_FILE
+from nnsam2.evaluation.summary_file import SUMMARY_FILE
 
 DEFAULT_OUTPUT = SUMMARY_FILE
 

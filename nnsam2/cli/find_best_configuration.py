@@ -1,42 +1,9 @@
 """nnsam2_find_best_configuration: nnU-Net's model selection, ensembling and postprocessing over
 the cross-validation results of nnsam2 trainers (nnSAM2Plans; 2d and, for 3D data, 2d_mem)."""
 import argparse
-import os
 
 from nnsam2.cli.common import run_cli
-from nnsam2.nnunet.environment import EXT_TRAINER_DIR, dataset_name, require_env, \
-    use_nnsam2_trainers
-from nnsam2.nnunet.planner import PLANNED_CONFIGURATIONS, PLANS_NAME
-
-
-def trained_configurations(name: str, trainers, plans) -> list:
-    """The planned configurations (``2d``, and ``2d_mem`` for 3D data) trained for every
-    trainer and plans given; ``2d`` when none is (nnU-Net then says what is missing)."""
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-    found = []
-    for c in PLANNED_CONFIGURATIONS:
-        if all(os.path.isdir(get_output_folder(name, t, p, c)) for t in trainers for p in plans):
-            found.append(c)
-    return found or ["2d"]
-
-
-def find_best(a) -> None:
-    from nnunetv2.evaluation.find_best_configuration import (
-        dumb_trainer_config_plans_to_trained_models_dict, find_best_configuration)
-    require_env("nnUNet_preprocessed", "nnUNet_results")
-    use_nnsam2_trainers()
-    name = dataset_name(a.dataset)
-    configurations = a.c or trained_configurations(name, a.tr, a.p)
-    print(f"comparing {', '.join(configurations)} x {', '.join(a.tr)} ({', '.join(a.p)})")
-    models = dumb_trainer_config_plans_to_trained_models_dict(a.tr, configurations, a.p)
-    find_best_configuration(name, models, allow_ensembling=not a.disable_ensembling,
-                            num_processes=a.np, overwrite=not a.no_overwrite, folds=a.f,
-                            strict=True)
-    print(f"\nThe instructions above use nnU-Net's own commands; they find nnsam2's trainers when\n"
-          f"  export nnUNet_extTrainer={EXT_TRAINER_DIR}\n"
-          f"is set. nnsam2_predict takes the same -d/-c/-tr/-p/-f arguments and needs no export.\n"
-          f"Instructions file: {os.path.join(os.environ['nnUNet_results'], name)}"
-          f"/inference_instructions.txt")
+from nnsam2.experiment_planning.planner import PLANS_NAME
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,5 +23,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    a = parser().parse_args(argv)
-    run_cli("nnsam2_find_best_configuration", lambda: find_best(a))
+    from nnsam2.evaluation.find_best import find_best
+    args = parser().parse_args(argv)
+    run_cli("nnsam2_find_best_configuration", lambda: find_best(
+        args.dataset, args.tr, args.p, args.c or (), args.f, not args.disable_ensembling,
+        args.np, not args.no_overwrite))

@@ -5,12 +5,9 @@ import os
 import torch
 
 from nnsam2.cli.common import run_cli, show_progress
-from nnsam2.nnunet.batched_prediction import ENV_MEMORY_GB, parse_memory_gb
-from nnsam2.nnunet.environment import UsageError, dataset_name, require_env, use_nnsam2_trainers
-from nnsam2.nnunet.input_check import check_input_folder, check_output_folder
-from nnsam2.nnunet.model_lookup import no_model_message
-from nnsam2.nnunet.planner import PLANS_NAME
-from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
+from nnsam2.inference.batched_prediction import ENV_MEMORY_GB, parse_memory_gb
+from nnsam2.experiment_planning.planner import PLANS_NAME
+from nnsam2.utils.nnunet_env import UsageError
 
 
 def _env_int(name: str, default: int) -> int:
@@ -26,87 +23,48 @@ def _memory_gb(value: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _memory_budget_gb(a):
+def _memory_budget_gb(args):
     """--prediction_memory_gb, else nnSAM2_prediction_memory_gb (checked here), else None."""
-    if a.prediction_memory_gb is not None or not os.environ.get(ENV_MEMORY_GB):
-        return a.prediction_memory_gb
+    if args.prediction_memory_gb is not None or not os.environ.get(ENV_MEMORY_GB):
+        return args.prediction_memory_gb
     try:
         return parse_memory_gb(os.environ[ENV_MEMORY_GB], ENV_MEMORY_GB)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
-def _model_folder(a) -> str:
+def _model_folder(args) -> str:
     """-m MODEL_FOLDER (as nnUNetv2_predict_from_modelfolder) or -d/-tr/-p/-c under nnUNet_results."""
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-    if a.m:
-        if a.d:
+    from nnsam2.inference.predict_api import find_model_folder
+    if args.m:
+        if args.d:
             raise UsageError("give either -m MODEL_FOLDER or -d DATASET (with -tr/-p/-c), not both")
-        if not os.path.isfile(os.path.join(a.m, "plans.json")):
-            raise UsageError(f"-m {a.m} is not a trained model folder (no plans.json in it)")
-        return a.m
-    if not a.d:
+        return args.m
+    if not args.d:
         raise UsageError("give -d DATASET (with -tr/-p/-c) or -m MODEL_FOLDER")
-    require_env("nnUNet_results")
-    name = dataset_name(a.d)
-    folder = get_output_folder(name, a.tr, a.p, a.c)
-    if not os.path.isdir(folder):
-        raise UsageError(no_model_message(folder, name, a.d, a.c, a.tr, a.p))
-    return folder
+    return find_model_folder(args.d, args.c, args.tr, args.p)
 
 
-def _check_parity_options(a) -> None:
-    if a.prev_stage_predictions:
+def _check_parity_options(args) -> None:
+    if args.prev_stage_predictions:
         raise UsageError("-prev_stage_predictions is for nnU-Net's cascade; nnsam2 trains no "
                          "cascade (its configuration 2d needs no previous stage)")
-    if not 0 <= a.part_id < a.num_parts:
-        raise UsageError(f"-part_id must be in 0..{a.num_parts - 1} for -num_parts {a.num_parts}, "
-                         f"got {a.part_id}")
+    if not 0 <= args.part_id < args.num_parts:
+        raise UsageError(f"-part_id must be in 0..{args.num_parts - 1} for -num_parts "
+                         f"{args.num_parts}, got {args.part_id}")
 
 
-def model_folder_and_folds(a):
-    bad = [f for f in a.f if f != "all" and not f.isdigit()]
-    if bad:
-        raise UsageError(f"-f takes fold numbers or 'all', got {' '.join(bad)}")
-    folder = _model_folder(a)
-    folds = [f if f == "all" else int(f) for f in a.f]
-    missing = [f for f in folds if not os.path.isfile(os.path.join(folder, f"fold_{f}", a.chk))]
-    if missing:
-        trained = sorted(d[5:] for d in os.listdir(folder)
-                         if d.startswith("fold_") and os.path.isfile(os.path.join(folder, d, a.chk)))
-        raise UsageError(f"{folder}: no {a.chk} for fold(s) {missing}; pass -f with the "
-                         f"trained folds ({' '.join(trained) or 'none yet'})")
-    return folder, folds
-
-
-def predict(a) -> None:
-    from nnunetv2.utilities.file_path_utilities import load_json
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnsam2.nnunet.predictor import SAM2Predictor
-    use_nnsam2_trainers()
-    if a.allow_pickle:
-        os.environ[ENV_ALLOW_PICKLE] = "1"
-    _check_parity_options(a)
-    memory_gb = _memory_budget_gb(a)
-    folder, folds = model_folder_and_folds(a)
-    plans = PlansManager(os.path.join(folder, "plans.json"))
-    dataset_json = load_json(os.path.join(folder, "dataset.json"))
-    expect_2d = plans.plans["original_median_shape_after_transp"][0] == 1
-    cases = check_input_folder(a.i, dataset_json, plans.image_reader_writer_class, expect_2d)
-    check_output_folder(a.o)  # before the model is loaded
-    print(f"nnsam2_predict: {len(cases)} case(s) in {a.i}, folds {folds} of {folder}")
-    device = torch.device(a.device)
-    predictor = SAM2Predictor(tile_step_size=a.step_size, use_gaussian=True,
-                              use_mirroring=not a.disable_tta,
-                              perform_everything_on_device=not a.not_on_device, device=device,
-                              verbose=a.verbose, allow_tqdm=show_progress(a.disable_progress_bar),
-                              prediction_memory_gb=memory_gb)
-    predictor.initialize_from_trained_model_folder(folder, folds, a.chk)
-    predictor.predict_from_files(a.i, a.o, save_probabilities=a.save_probabilities,
-                                 overwrite=not a.continue_prediction,
-                                 num_processes_preprocessing=a.npp,
-                                 num_processes_segmentation_export=a.nps,
-                                 num_parts=a.num_parts, part_id=a.part_id)
+def run(args: argparse.Namespace) -> None:
+    from nnsam2.inference.predict_api import predict
+    _check_parity_options(args)
+    predict(args.i, args.o, _model_folder(args), folds=args.f, checkpoint=args.chk,
+            step_size=args.step_size, mirroring=not args.disable_tta,
+            save_probabilities=args.save_probabilities,
+            continue_prediction=args.continue_prediction, num_processes_preprocessing=args.npp,
+            num_processes_export=args.nps, num_parts=args.num_parts, part_id=args.part_id,
+            on_device=not args.not_on_device, device=args.device,
+            prediction_memory_gb=_memory_budget_gb(args), allow_pickle=args.allow_pickle or None,
+            verbose=args.verbose, progress_bar=show_progress(args.disable_progress_bar))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -151,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    a = parser().parse_args(argv)
-    if a.device == "cuda" and not torch.cuda.is_available():
+    args = parser().parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
         parser().error("-device cuda requested but no CUDA device is available; use -device cpu")
-    run_cli("nnsam2_predict", lambda: predict(a))
+    run_cli("nnsam2_predict", lambda: run(args))

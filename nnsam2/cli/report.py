@@ -6,10 +6,8 @@ overlays per class, the postprocessing find_best_configuration chose, thin-struc
 Pieces that do not exist yet show as "not available".
 """
 import argparse
-import os
 
 from nnsam2.cli.common import run_cli
-from nnsam2.nnunet.safe_load import ENV_ALLOW_PICKLE
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,15 +22,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def report(a) -> None:
-    from nnsam2.report.layout import open_model_folder
-    open_model_folder(a.model_folder)  # a wrong path fails before the heavy imports below
-    from nnsam2.report.build import write_report
-    if a.allow_pickle:
-        os.environ[ENV_ALLOW_PICKLE] = "1"
-    print(f"report written to {write_report(a.model_folder, a.output)}")
+def run(args: argparse.Namespace) -> None:
+    from nnsam2.model_report.layout import open_model_folder
+    open_model_folder(args.model_folder)  # a wrong path fails before the heavy imports below
+    from nnsam2.model_report.build import write_report
+    path = write_report(args.model_folder, args.output, args.allow_pickle or None)
+    print(f"report written to {path}")
 
 
 def main(argv=None) -> None:
-    a = parser().parse_args(argv)
-    run_cli("nnsam2_report", lambda: report(a))
+    args = parser().parse_args(argv)
+    run_cli("nnsam2_report", lambda: run(args))

@@ -7,7 +7,7 @@ from typing import Optional
 from nnsam2.export.model_folder import configuration_name, load_inference_network, resolve_fold
 from nnsam2.export.onnx_graph import check_onnx, export_onnx, require_onnx
 from nnsam2.export.sidecar import build_sidecar
-from nnsam2.nnunet.environment import UsageError
+from nnsam2.utils.nnunet_env import UsageError
 from nnsam2.utils.atomic import atomic_path
 
 HP_UNSUPPORTED = (

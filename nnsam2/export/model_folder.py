@@ -7,7 +7,7 @@ import torch
 
 from nnsam2.network.memory_net import SAM2MemSegNet
 from nnsam2.network.sam2_net import SAM2SegNet
-from nnsam2.nnunet.environment import UsageError, use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import UsageError, use_nnsam2_trainers
 
 Fold = Union[int, str]
 
@@ -38,7 +38,7 @@ def resolve_fold(folder: str, fold: Optional[str], checkpoint_name: str) -> Fold
 
 def load_inference_network(folder: str, fold: Fold, checkpoint_name: str):
     """(fused SAM2SegNet in eval mode on the CPU, the predictor that loaded it)."""
-    from nnsam2.nnunet.predictor import SAM2Predictor
+    from nnsam2.inference.predictor import SAM2Predictor
     use_nnsam2_trainers()
     predictor = SAM2Predictor(use_mirroring=False, perform_everything_on_device=False,
                               device=torch.device("cpu"), allow_tqdm=False)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nnsam2.network.sam2_net import SIZE_MULTIPLE, SAM2SegNet
-from nnsam2.nnunet.environment import UsageError
+from nnsam2.utils.nnunet_env import UsageError
 
 logger = logging.getLogger(__name__)
 

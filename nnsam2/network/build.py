@@ -11,12 +11,12 @@ from sam2.modeling.sam.prompt_encoder import PromptEncoder
 
 from nnsam2.network.configs import AdapterCfg, SizeCfg, get_size, resolve
 from nnsam2.network.decoder import build_mask_decoder
-from nnsam2.network.deform_adapter import DeformableAdapter
+from nnsam2.network.hp_adapter import DeformableAdapter
 from nnsam2.network.lora import inject_lora
-from nnsam2.network.checkpoint import MEMORY_KEYS
+from nnsam2.network.sam2_weights import MEMORY_KEYS
 from nnsam2.network.memory_net import SAM2MemSegNet, build_memory_attention, build_memory_encoder
 from nnsam2.network.peg import EmbeddingPEG, SAM2DensePE, TokenPEG
-from nnsam2.network.rep_adapter import RepAdapter
+from nnsam2.network.lw_adapter import RepAdapter
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.network.stem import InputStem
 from nnsam2.network.trunk import PEGTrunk, inject_adapters

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
-from nnsam2.network.checkpoint import CheckpointError
+from nnsam2.network.sam2_weights import CheckpointError
 from nnsam2.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)

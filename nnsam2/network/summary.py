@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnsam2.network.checkpoint import MEMORY_KEYS
+from nnsam2.network.sam2_weights import MEMORY_KEYS
 
 COMPONENTS = ("stem", "trunk", "peg", "adapters", "neck", "prompt_encoder", "decoder")
 MEMORY = "memory"  # SAM2's memory attention and encoder: a component of the 2d_mem network only

@@ -1,0 +1,44 @@
+"""nnU-Net's model selection, ensembling and postprocessing over the cross-validation results of
+nnsam2 trainers (the API under ``nnsam2_find_best_configuration``)."""
+import os
+from typing import Sequence, Union
+
+from nnsam2.experiment_planning.planner import PLANNED_CONFIGURATIONS, PLANS_NAME
+from nnsam2.utils.nnunet_env import EXT_TRAINER_DIR, dataset_name, require_env, \
+    use_nnsam2_trainers
+
+
+def trained_configurations(name: str, trainers, plans) -> list:
+    """The planned configurations (``2d``, and ``2d_mem`` for 3D data) trained for every
+    trainer and plans given; ``2d`` when none is (nnU-Net then says what is missing)."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    found = []
+    for c in PLANNED_CONFIGURATIONS:
+        if all(os.path.isdir(get_output_folder(name, t, p, c)) for t in trainers for p in plans):
+            found.append(c)
+    return found or ["2d"]
+
+
+def find_best(dataset: Union[int, str], trainers: Sequence[str] = ("SAM2DualAdapterTrainer",),
+              plans: Sequence[str] = (PLANS_NAME,), configurations: Sequence[str] = (),
+              folds: Sequence[int] = (0, 1, 2, 3, 4), ensembling: bool = True,
+              num_processes: int = 4, overwrite: bool = True) -> None:
+    """nnU-Net's ``find_best_configuration`` over every trainer x plans x configuration given
+    (default configurations: those trained for all of them); writes nnU-Net's
+    ``inference_instructions.txt``."""
+    from nnunetv2.evaluation.find_best_configuration import (
+        dumb_trainer_config_plans_to_trained_models_dict, find_best_configuration)
+    require_env("nnUNet_preprocessed", "nnUNet_results")
+    use_nnsam2_trainers()
+    name = dataset_name(dataset)
+    configurations = list(configurations) or trained_configurations(name, trainers, plans)
+    print(f"comparing {', '.join(configurations)} x {', '.join(trainers)} ({', '.join(plans)})")
+    models = dumb_trainer_config_plans_to_trained_models_dict(trainers, configurations, plans)
+    find_best_configuration(name, models, allow_ensembling=ensembling,
+                            num_processes=num_processes, overwrite=overwrite, folds=folds,
+                            strict=True)
+    print(f"\nThe instructions above use nnU-Net's own commands; they find nnsam2's trainers when\n"
+          f"  export nnUNet_extTrainer={EXT_TRAINER_DIR}\n"
+          f"is set. nnsam2_predict takes the same -d/-c/-tr/-p/-f arguments and needs no export.\n"
+          f"Instructions file: {os.path.join(os.environ['nnUNet_results'], name)}"
+          f"/inference_instructions.txt")

@@ -1,0 +1,90 @@
+"""``write_report``: collect a model folder's facts, draw the figures, render one HTML file.
+
+The report is one self-contained file (figures embedded as PNG data URIs: it opens from disk, can
+be mailed or archived alone) written atomically, so a failed run never replaces a good report.
+"""
+import datetime
+import logging
+import os
+from typing import Dict, List, Optional
+
+from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.model_report import layout, metrics, overlays, plots
+from nnsam2.model_report.missing import Missing, collect
+from nnsam2.model_report.model_card import model_card
+from nnsam2.model_report.postprocessing import chosen_postprocessing
+from nnsam2.model_report.render import render_html
+from nnsam2.model_report.training_log import all_curves
+from nnsam2.utils.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "index.html"
+
+
+def collect_report(model_folder: str, allow_pickle: Optional[bool] = None) -> dict:
+    """Everything the template shows; each missing piece is a :class:`Missing`. ``allow_pickle``:
+    read trusted legacy checkpoints' training logs in full (None: ``nnSAM2_allow_pickle``)."""
+    model = layout.open_model_folder(model_folder)
+    plans = layout.read_model_json(model, "plans.json")
+    dataset_json = layout.read_model_json(model, "dataset.json")
+    folds = layout.folds(model)
+    if not {"labels", "file_ending", "channel_names"} <= set(dataset_json):
+        raise UsageError(f"{model.path}/dataset.json lacks labels, file_ending or channel_names: "
+                         f"the model folder is damaged")
+    classes = metrics.foreground_classes(dataset_json)
+    summaries = {f: metrics.fold_summary(model, f) for f in folds}
+    fold_rows = metrics.fold_rows(summaries, classes)
+    cases = metrics.case_rows(summaries, classes, dataset_json["file_ending"])
+    logger.info("report: %s, folds %s, %d validation cases", model.path, folds, len(cases))
+    return {"model": model, "classes": classes, "folds": fold_rows,
+            "generated": datetime.datetime.now().isoformat(timespec="seconds"),
+            "across": metrics.across_folds(fold_rows, classes), "cases": cases,
+            "card": collect("model card", lambda: model_card(model, plans, dataset_json, folds)),
+            "curves": _curve_figures(model, folds, allow_pickle),
+            "overlays": collect("overlays", lambda: _overlay_figures(
+                model, plans, dataset_json, classes, cases)),
+            "postprocessing": collect("postprocessing", lambda: chosen_postprocessing(model)),
+            "thin": collect("thin-structure metrics",
+                            lambda: metrics.thin_structure_summaries(model))}
+
+
+def _curve_figures(model: layout.ModelFolder, folds: List[str],
+                   allow_pickle: Optional[bool]) -> Dict[str, object]:
+    return {f: c if isinstance(c, Missing) else
+            collect(f"fold {f} curves", lambda c=c, f=f: plots.training_curves(c, f"fold {f}"))
+            for f, c in all_curves(model, folds, allow_pickle).items()}
+
+
+def _overlay_figures(model, plans, dataset_json, classes, cases) -> Dict[str, List[dict]]:
+    """{class key: [{rank, row (of the case table), png or Missing}]} for the picked cases."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    reader = PlansManager(plans).image_reader_writer_class()
+    raw = layout.raw_dataset_folder(model)
+    ending = dataset_json["file_ending"]
+    figures = {}
+    for key, name in classes.items():
+        figures[key] = []
+        for rank, row in overlays.pick_cases(cases, key):
+            def draw(row=row, rank=rank):
+                files = overlays.case_files(model, raw, row, ending)
+                view = overlays.load_slice(reader, files, key)
+                where = "" if view.slice_index is None else f", slice {view.slice_index}"
+                return plots.overlay(view, f"{name}, {rank}: {row['case']}\nDice "
+                                           f"{row['dice'][key]:.4f} (fold {row['fold']}{where})")
+            figures[key].append({"rank": rank, "row": row,
+                                 "png": collect(f"overlay {row['case']}", draw)})
+    return figures
+
+
+def write_report(model_folder: str, output_folder: str,
+                 allow_pickle: Optional[bool] = None) -> str:
+    """Write ``output_folder/index.html`` atomically; returns its path."""
+    html = render_html(collect_report(model_folder, allow_pickle))
+    path = os.path.join(os.path.abspath(output_folder), REPORT_FILE)
+    with atomic_path(path, suffix=".html") as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for others to open
+    logger.debug("report written to %s", path)  # callers print the path
+    return path

@@ -1,0 +1,1 @@
+"""Shared test helpers: commands, workspaces, test-only trainers, converter checks."""
