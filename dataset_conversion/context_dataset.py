@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter
 
 from dataset_conversion.common import (ConversionError, atomic_dataset, dataset_folder_name,
                                        get_raw_root, make_dirs, write_dataset_json)
-from dataset_conversion.demo_dataset import _grid, _write_nifti
+from dataset_conversion.synthetic import grid, write_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def make_context_case(seed: int, index: int, slices: Tuple[int, int] = SLICES,
     rng = np.random.default_rng([seed, index, 3])
     shape = (int(rng.integers(*slices, endpoint=True)),
              *(int(rng.integers(*in_plane, endpoint=True)) for _ in range(2)))
-    z, y, x = _grid(shape, SPACING)
+    z, y, x = grid(shape, SPACING)
     labels = np.zeros(shape, dtype=np.uint8)
     for kind, (cy, cx), radius, span in _objects(rng, shape, SPACING):
         r2 = (y - cy) ** 2 + (x - cx) ** 2
@@ -97,8 +97,8 @@ def generate_context_dataset(raw_root: Optional[Path] = None, dataset_id: int = 
         for index in range(num_train + num_test):
             image, labels, spacing = make_context_case(seed, index, slices, in_plane)
             split = "Tr" if index < num_train else "Ts"
-            _write_nifti(image, spacing, dirs["images" + split] / f"ctx_{index:03d}_0000.nii.gz")
-            _write_nifti(labels, spacing, dirs["labels" + split] / f"ctx_{index:03d}.nii.gz")
+            write_nifti(image, spacing, dirs["images" + split] / f"ctx_{index:03d}_0000.nii.gz")
+            write_nifti(labels, spacing, dirs["labels" + split] / f"ctx_{index:03d}.nii.gz")
         write_dataset_json(tmp, {"0": "synthetic"}, LABELS, num_train, ".nii.gz",
                            dataset_name=NAME, license="CC0 (synthetic)",
                            description=f"nnsam2 synthetic slice-context dataset, seed {seed}")

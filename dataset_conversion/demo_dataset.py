@@ -13,72 +13,18 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
-import SimpleITK as sitk
-from scipy.ndimage import gaussian_filter
 
 from dataset_conversion.common import (ConversionError, atomic_dataset, dataset_folder_name, get_raw_root,
                                        make_dirs, write_dataset_json)
+from dataset_conversion.synthetic import grid, make_organ_image, make_organ_labels, write_nifti
 
 logger = logging.getLogger(__name__)
 
 LABELS = {"background": 0, "organ": 1, "lesion": 2}
-# tissue means: outside body, body, organ, lesion (noise std NOISE_STD)
-MEANS = (0.0, 45.0, 110.0, 180.0)
-NOISE_STD = 10.0
 # numpy axis order: 2D (y, x), 3D (z, y, x)
 SPACING = {2: (1.25, 1.0), 3: (3.0, 1.0, 1.0)}
 SIZE_RANGE = {2: ((96, 160), (96, 192)), 3: ((24, 40), (64, 96), (64, 96))}
 DEFAULTS = {2: dict(dataset_id=990, num_train=24, num_test=6), 3: dict(dataset_id=991, num_train=8, num_test=3)}
-
-
-def _grid(shape: Tuple[int, ...], spacing: Tuple[float, ...]) -> np.ndarray:
-    """Physical coordinates (mm) relative to the image centre, shape (D, *shape)."""
-    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"))
-
-
-def _ellipsoid(coords: np.ndarray, center: np.ndarray, semi: np.ndarray, angle: float = 0.0) -> np.ndarray:
-    """Boolean ellipsoid, rotated by ``angle`` in the last two (y, x) axes."""
-    d = coords - center.reshape(-1, *([1] * (coords.ndim - 1)))
-    c, s = np.cos(angle), np.sin(angle)
-    d[-2], d[-1] = c * d[-2] - s * d[-1], s * d[-2] + c * d[-1]
-    return sum((d[i] / semi[i]) ** 2 for i in range(len(semi))) <= 1.0
-
-
-def _make_labels(rng: np.random.Generator, coords: np.ndarray, extent: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Return (body mask, label map) for one case; label map 0 background, 1 organ, 2 lesion."""
-    semi = rng.uniform(0.3, 0.4, size=len(extent)) * extent.min()
-    room = np.maximum(extent / 2 - semi.max() - 5.0, 0.0)
-    center = rng.uniform(-0.5, 0.5, size=len(extent)) * room
-    organ = _ellipsoid(coords, center, semi, rng.uniform(0, np.pi))
-    r = rng.uniform(0.42, 0.55) * semi.min()
-    direction = rng.normal(size=len(extent))
-    direction /= np.linalg.norm(direction)
-    lesion_center = center + direction * rng.uniform(0, 0.6) * (semi.min() - r)
-    second = lesion_center + rng.normal(size=len(extent)) / np.sqrt(len(extent)) * 0.6 * r
-    lesion = _ellipsoid(coords, lesion_center, np.full(len(extent), r))
-    lesion |= _ellipsoid(coords, second, np.full(len(extent), 0.6 * r))
-    body = _ellipsoid(coords, np.zeros(len(extent)), 0.47 * extent)
-    labels = np.zeros(coords.shape[1:], dtype=np.uint8)
-    labels[organ] = 1
-    labels[lesion] = 2
-    return body, labels
-
-
-def _make_image(rng: np.random.Generator, coords: np.ndarray, extent: np.ndarray, body: np.ndarray,
-                labels: np.ndarray) -> np.ndarray:
-    """Smooth tissue intensities x bias field + Gaussian noise, float32 with the shape of ``labels``."""
-    tissue = np.where(labels > 0, labels + 1, body.astype(np.uint8))  # 0 outside, 1 body, 2 organ, 3 lesion
-    img = np.asarray(MEANS, dtype=np.float64)[tissue]
-    texture = gaussian_filter(rng.normal(size=img.shape), 4.0)
-    img += 6.0 * texture / texture.std() * (tissue > 0)
-    img = gaussian_filter(img, 0.8)  # partial-volume blur
-    norm = coords / (extent / 2).reshape(-1, *([1] * labels.ndim))  # (D, *shape), in [-1, 1]
-    direction = rng.normal(size=len(extent))
-    ramp = np.tensordot(direction / np.linalg.norm(direction), norm, axes=1)  # (*shape)
-    bias = 1.0 + rng.uniform(0.05, 0.1) * ramp - 0.05 * (norm ** 2).mean(0)
-    img = img * bias + rng.normal(0.0, NOISE_STD, size=img.shape)
-    return img.astype(np.float32)
 
 
 def _make_case(seed: int, index: int, dim: int) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
@@ -86,17 +32,10 @@ def _make_case(seed: int, index: int, dim: int) -> Tuple[np.ndarray, np.ndarray,
     rng = np.random.default_rng([seed, index])
     shape = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in SIZE_RANGE[dim])
     spacing = SPACING[dim]
-    coords = _grid(shape, spacing)  # (D, *shape)
+    coords = grid(shape, spacing)  # (D, *shape)
     extent = np.asarray(shape) * np.asarray(spacing)
-    body, labels = _make_labels(rng, coords, extent)
-    return _make_image(rng, coords, extent, body, labels), labels, spacing
-
-
-def _write_nifti(arr: np.ndarray, spacing: Tuple[float, ...], path: Path) -> None:
-    """Write a (y, x) or (z, y, x) array as a 2D or 3D NIfTI; SimpleITK spacing is (x, y[, z])."""
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    sitk.WriteImage(img, str(path), True)
+    body, labels = make_organ_labels(rng, coords, extent)
+    return make_organ_image(rng, coords, extent, body, labels), labels, spacing
 
 
 def generate_demo_dataset(raw_root: Optional[os.PathLike] = None, dataset_id: Optional[int] = None, dim: int = 2,
@@ -137,8 +76,8 @@ def generate_demo_dataset(raw_root: Optional[os.PathLike] = None, dataset_id: Op
         for index in range(num_train + num_test):
             image, labels, spacing = _make_case(seed, index, dim)
             split = "Tr" if index < num_train else "Ts"
-            _write_nifti(image, spacing, dirs["images" + split] / f"demo_{index:03d}_0000.nii.gz")
-            _write_nifti(labels, spacing, dirs["labels" + split] / f"demo_{index:03d}.nii.gz")
+            write_nifti(image, spacing, dirs["images" + split] / f"demo_{index:03d}_0000.nii.gz")
+            write_nifti(labels, spacing, dirs["labels" + split] / f"demo_{index:03d}.nii.gz")
         write_dataset_json(tmp, {"0": "synthetic"}, LABELS, num_train, ".nii.gz",
                            dataset_name=f"Demo{dim}D", license="CC0 (synthetic)",
                            description=f"nnsam2 synthetic {dim}D demo dataset, seed {seed}")

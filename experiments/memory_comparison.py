@@ -24,7 +24,8 @@ import torch
 
 from nnsam2.benchmark.machine import machine_info
 from nnsam2.training.trainers.variants.benchmarking import write_cpu_budget
-from nnsam2.utils.nnunet_env import dataset_name, require_env, use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import dataset_name, require_env
 
 TRAINER = "SAM2DualAdapterTrainer_CPUBudget"
 PLANS = "nnSAM2Plans"

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from dataset_conversion.Dataset027_ACDC import convert_acdc, main
 from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 SPACING = (1.5625, 1.5625, 10.0)  # (x, y, z) as SimpleITK reports it
 DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -90,13 +91,8 @@ def test_split_groups_patients_and_stratifies(converted):
 
 
 def _expect_error(tmp_path, src, match, capsys):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_acdc(src, raw_root=raw)
-    assert main(["-i", str(src), "-o", str(raw)]) == 1
-    err = capsys.readouterr().err
+    err = expect_conversion_error(convert_acdc, main, tmp_path, src, match, capsys)
     assert err.startswith("error:")
-    assert not raw.exists() or list(raw.iterdir()) == []  # nothing half-written
     return err
 
 

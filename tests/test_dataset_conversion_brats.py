@@ -1,5 +1,6 @@
 """BRATS (DeepMedic layout) converter on a tiny fake layout: output, labels, split, flat folder, bad inputs."""
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import SimpleITK as sitk
 
 from dataset_conversion.Dataset115_BraTSDeepMedic import (CHANNEL_FILES, LABEL_FILE, MASK_FILE, convert_brats_deepmedic,
                                                        main)
-from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 SHAPE = (6, 10, 8)  # (z, y, x): 8 x 10 x 6 voxels
 SPLITS = {"train": ["0005"], "validation": ["0003"], "test": ["0001"]}
@@ -91,13 +92,7 @@ def test_flat_folder_and_mask_background(src, tmp_path, monkeypatch):
     assert np.array_equal(flair[inside], _array(case / CHANNEL_FILES[0])[inside])
 
 
-def _expect_error(tmp_path, src, match, capsys):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_brats_deepmedic(src, raw_root=raw)
-    assert main(["-i", str(src), "-o", str(raw)]) == 1
-    assert not raw.exists() or list(raw.iterdir()) == []  # no dataset folder, no .tmp_ folder
-    return capsys.readouterr().err
+_expect_error = partial(expect_conversion_error, convert_brats_deepmedic, main)
 
 
 def test_missing_t1c(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """DRIVE converter on a tiny replica: RGB TIFs, GIF vessel and FOV masks, ignore label outside the FOV."""
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dataset_conversion.Dataset114_DRIVE import convert_drive, main
-from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 H, W = 30, 28
 SPLITS = {"training": ["21", "22", "23"], "test": ["01", "02"]}
@@ -87,13 +88,7 @@ def test_test_split_without_manual(tmp_path):
     assert len(list((out / "imagesTs").iterdir())) == 6 and len(list((out / "fovTs").iterdir())) == 2
 
 
-def _expect_error(tmp_path, src, match, capsys):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_drive(src, raw_root=raw)
-    assert main(["-i", str(src), "-o", str(raw)]) == 1
-    assert not raw.exists() or list(raw.iterdir()) == []
-    return capsys.readouterr().err
+_expect_error = partial(expect_conversion_error, convert_drive, main)
 
 
 def test_missing_manual(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """ISBI 2012 converter on tiny replicas of both layouts (challenge TIFF stacks, per-slice PNGs)."""
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import tifffile
 from PIL import Image
 
 from dataset_conversion.Dataset112_ISBI2012 import convert_isbi2012, main
-from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 
 def _stacks(n=12, seed=0):
@@ -81,13 +82,7 @@ def test_png_layout_with_holdout(tmp_path):
     assert sum((s["val"] for s in splits), []) == [f"isbi_{z:02d}" for z in range(10)]
 
 
-def _expect_error(tmp_path, src, match, capsys):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_isbi2012(src, raw_root=raw)
-    assert main(["-i", str(src), "-o", str(raw)]) == 1
-    assert not raw.exists() or list(raw.iterdir()) == []
-    return capsys.readouterr().err
+_expect_error = partial(expect_conversion_error, convert_isbi2012, main)
 
 
 def test_unexpected_label_values(tmp_path, capsys):

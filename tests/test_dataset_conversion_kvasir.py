@@ -1,5 +1,6 @@
 """Kvasir-SEG converter on a tiny replica: RGB JPEGs of varying size, JPEG (noisy) masks, fixed test list."""
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dataset_conversion.Dataset113_KvasirSEG import convert_kvasir, main
-from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 NAMES = {"cju0qkwl35piu0993l0dewei2": (40, 48), "cju0roawvklrq0799vmjorwfv": (36, 52),
          "cju0s690hkp960855tjuaqvv0": (44, 44), "cju1amqw6p8pw0838d5mp6e4q": (32, 40)}
@@ -71,13 +72,7 @@ def test_jpeg_masks_are_thresholded(kvasir):
         assert np.mean(label == _disk(h, w)) > 0.97
 
 
-def _expect_error(tmp_path, src, match, capsys, extra=()):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_kvasir(src, raw_root=raw, test_list=extra[1] if extra else None)
-    assert main(["-i", str(src), "-o", str(raw), *extra]) == 1
-    assert not raw.exists() or list(raw.iterdir()) == []
-    return capsys.readouterr().err
+_expect_error = partial(expect_conversion_error, convert_kvasir, main)
 
 
 def test_missing_mask(tmp_path, capsys):
@@ -110,7 +105,8 @@ def test_truncated_jpeg(tmp_path, capsys):
 def test_unknown_name_in_test_list(tmp_path, capsys):
     src = make_kvasir(tmp_path / "src")
     (tmp_path / "test.txt").write_text("no_such_image\n")
-    err = _expect_error(tmp_path, src, "names images not in", capsys, ("--test-list", str(tmp_path / "test.txt")))
+    test_list = str(tmp_path / "test.txt")
+    err = _expect_error(tmp_path, src, "names images not in", capsys, ("--test-list", test_list), test_list=test_list)
     assert "no_such_image" in err
 
 

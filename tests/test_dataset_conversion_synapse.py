@@ -1,5 +1,6 @@
 """Synapse/BTCV converter on a tiny RawData replica: 13 organs, the 8-organ TransUNet protocol, bad inputs."""
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import SimpleITK as sitk
 
 from dataset_conversion.Dataset111_Synapse import SYNAPSE8_TEST, convert_synapse, main
 from dataset_conversion.common import ConversionError
+from tests.helpers.converters import expect_conversion_error
 
 TRAIN = [f"{n:04d}" for n in list(range(1, 11)) + list(range(21, 41))]  # the 30 BTCV training numbers
 SPACING = (0.8, 0.8, 3.0)
@@ -89,13 +91,7 @@ def test_synapse8_needs_the_test_cases(tmp_path):
     assert list((tmp_path / "raw").iterdir()) == []
 
 
-def _expect_error(tmp_path, src, match, capsys):
-    raw = tmp_path / "raw"
-    with pytest.raises(ConversionError, match=match):
-        convert_synapse(src, raw_root=raw)
-    assert main(["-i", str(src), "-o", str(raw)]) == 1
-    assert not raw.exists() or list(raw.iterdir()) == []
-    return capsys.readouterr().err
+_expect_error = partial(expect_conversion_error, convert_synapse, main)
 
 
 def test_missing_label(tmp_path, capsys):

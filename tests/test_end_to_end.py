@@ -14,7 +14,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnsam2.training.run_training import check_fold
-from nnsam2.utils.nnunet_env import EXT_TRAINER_DIR, UsageError
+from nnsam2.training.trainer_lookup import EXT_TRAINER_DIR
+from nnsam2.utils.nnunet_env import UsageError
 from tests.helpers.commands import run, run_together
 from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, model_folder
 

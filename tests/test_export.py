@@ -18,7 +18,8 @@ from nnunetv2.preprocessing.normalization.default_normalization_schemes import (
     ZScoreNormalization)
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # noqa: E402
 
-from dataset_conversion.demo_dataset import SPACING, _make_case, _write_nifti  # noqa: E402
+from dataset_conversion.demo_dataset import SPACING, _make_case  # noqa: E402
+from dataset_conversion.synthetic import write_nifti  # noqa: E402
 from nnsam2.cli.export import main as export_main  # noqa: E402
 from nnsam2.export import export_model_folder  # noqa: E402
 from nnsam2.export.exporter import export_error  # noqa: E402
@@ -165,7 +166,7 @@ def usage_example() -> str:
 def test_usage_example_runs_on_a_demo_image(exported, tmp_path, monkeypatch):
     net, meta, path = exported["lw"]
     image = tmp_path / "case_0000.nii.gz"
-    _write_nifti(_make_case(0, 1, 2)[0], SPACING[2], image)  # one demo case, in-process
+    write_nifti(_make_case(0, 1, 2)[0], SPACING[2], image)  # one demo case, in-process
     shutil.copy(path, tmp_path / "model.onnx")
     shutil.copy(path.with_suffix(".json"), tmp_path / "model.json")
     monkeypatch.chdir(tmp_path)

@@ -12,9 +12,9 @@ from nnsam2.network.sam2_weights import canonical_name
 from nnsam2.training.pretrained_weights import is_class_part, load_nnsam2_pretrained
 from nnsam2.training.trainers.method_trainers import SAM2DualAdapterTrainer
 from nnsam2.utils.safe_torch_load import UnsafeCheckpointError, load_nnunet_checkpoint
+from tests.helpers.checkpoints import WritesAFile
 from tests.helpers.commands import run, run_together
 from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, model_folder
-from tests.test_pretrained_path import WritesAFile
 
 TRAINERS = ("SAM2SmokeTrainer", "SAM2SmokeTrainer_LW", "SAM2SmokeTrainer_LoRA",
             "SAM2SmokeTrainer_Vanilla", "SAM2SmokeTrainer_FullDecoder")

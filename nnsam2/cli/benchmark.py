@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", default="2d", help="plans configuration")
     p.add_argument("--channels", type=int, help="input channels (default: plans', else 1)")
     p.add_argument("--classes", type=int, help="output classes (default: plans', else 2)")
-    p.add_argument("--batch-size", type=int, help="batch size N (default: plans', else 2)")
+    p.add_argument("--batch_size", "--batch-size", type=int, help="batch size N (default: plans', else 2)")
     p.add_argument("--variants", nargs="+", choices=ALL_VARIANTS,
                    help="subset of variants (default: all but none_peg)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -29,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="timed runs per measurement (default 10; "
                    "--whole_case: repetitions of every case, default 3)")
     p.add_argument("--threads", type=int, help="torch threads per job (default: torch's)")
-    p.add_argument("--no-train", action="store_true", help="skip the training-step timing")
-    p.add_argument("--no-paired", action="store_true",
+    p.add_argument("--no_train", "--no-train", action="store_true", help="skip the training-step timing")
+    p.add_argument("--no_paired", "--no-paired", action="store_true",
                    help="skip the paired (alternating, one process) latency comparisons")
-    p.add_argument("--in-process", action="store_true",
+    p.add_argument("--in_process", "--in-process", action="store_true",
                    help="no process per model (faster start; no per-model CPU peak RSS)")
     p.add_argument("--json", help="write the full result as JSON")
     p.add_argument("--markdown", help="write the tables as Markdown")

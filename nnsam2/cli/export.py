@@ -6,11 +6,11 @@ import argparse
 from nnsam2.cli.common import run_cli
 
 
-def export(a) -> None:
+def run(args) -> None:
     from nnsam2.export import export_model_folder, sidecar_path
-    meta = export_model_folder(a.model_folder, a.o, a.f, a.chk)
+    meta = export_model_folder(args.model_folder, args.o, args.f, args.chk)
     check = meta["check"]
-    print(f"nnsam2_export: wrote {a.o} and {sidecar_path(a.o)} (fold {meta['model']['fold']}, "
+    print(f"nnsam2_export: wrote {args.o} and {sidecar_path(args.o)} (fold {meta['model']['fold']}, "
           f"{meta['model']['trainer']}); ONNX Runtime vs PyTorch: max |difference| "
           f"{check['max_abs_difference']:.2e} <= {check['tolerance']:g} on {check['shapes']}")
 
@@ -27,5 +27,5 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    a = parser().parse_args(argv)
-    run_cli("nnsam2_export", lambda: export(a))
+    args = parser().parse_args(argv)
+    run_cli("nnsam2_export", lambda: run(args))

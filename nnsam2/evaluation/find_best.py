@@ -4,8 +4,8 @@ import os
 from typing import Sequence, Union
 
 from nnsam2.experiment_planning.planner import PLANNED_CONFIGURATIONS, PLANS_NAME
-from nnsam2.utils.nnunet_env import EXT_TRAINER_DIR, dataset_name, require_env, \
-    use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import EXT_TRAINER_DIR, use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import dataset_name, require_env
 
 
 def trained_configurations(name: str, trainers, plans) -> list:

@@ -7,7 +7,8 @@ import torch
 
 from nnsam2.network.memory_net import SAM2MemSegNet
 from nnsam2.network.sam2_net import SAM2SegNet
-from nnsam2.utils.nnunet_env import UsageError, use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import UsageError
 
 Fold = Union[int, str]
 

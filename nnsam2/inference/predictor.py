@@ -12,7 +12,7 @@ from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.training import checkpoint_files
 from nnsam2.inference import atomic_outputs
 from nnsam2.inference.batched_prediction import BatchedPredictor
-from nnsam2.utils.nnunet_env import use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import use_nnsam2_trainers
 from nnsam2.utils.wrappers import unwrap
 
 

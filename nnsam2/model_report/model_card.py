@@ -13,7 +13,7 @@ from nnsam2.network.configs import resolve
 from nnsam2.network.summary import components as network_components, flops_by_component, \
     parameter_report
 from nnsam2.training import run_settings
-from nnsam2.utils.nnunet_env import use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import use_nnsam2_trainers
 from nnsam2.model_report.layout import ModelFolder
 from nnsam2.model_report.missing import Missing, collect
 

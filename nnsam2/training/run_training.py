@@ -15,7 +15,8 @@ import torch
 from nnsam2.experiment_planning.mem_configuration import MEM_CONFIGURATION, MIN_SLICES
 from nnsam2.experiment_planning.planner import PLANS_NAME
 from nnsam2.training import run_settings
-from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env, use_nnsam2_trainers
+from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env
 
 
 @dataclasses.dataclass

@@ -2,8 +2,9 @@
 
 Process-wide state that nnsam2 sets (everything else travels as arguments and files):
 
-* ``nnUNet_extTrainer`` gets nnsam2's trainer folder prepended (:func:`use_nnsam2_trainers`), and
-  that folder's modules are registered under the bare names nnU-Net's lookup imports them by;
+* ``nnUNet_extTrainer`` gets nnsam2's trainer folder prepended, and that folder's modules are
+  registered under the bare names nnU-Net's lookup imports them by
+  (:func:`nnsam2.training.trainer_lookup.use_nnsam2_trainers`);
 * nnU-Net's folder variables, for the demo's own workspace and inside
   :func:`temporary_nnunet_folders` (benchmarks), restored afterwards;
 * signal handlers, at-fork hooks and ``nnSAM2_guard_parent`` of the worker guard
@@ -13,16 +14,10 @@ Process-wide state that nnsam2 sets (everything else travels as arguments and fi
   (:func:`nnsam2.inference.batched_prediction.predictor_class_injected`).
 """
 import contextlib
-import importlib
 import os
-import pkgutil
-import sys
 from pathlib import Path
 from typing import Dict, Iterator, Union
 
-EXT_TRAINER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "training", "trainers")
-TRAINERS_PACKAGE = "nnsam2.training.trainers"
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 NNUNET_PATH_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
@@ -40,23 +35,6 @@ def require_env(*names: str) -> None:
                 f"export {name}=/path/to/{name} (see nnU-Net's documentation/setting_up_paths.md)")
         if name == "nnUNet_raw" and not os.path.isdir(value):  # the others may be created
             raise UsageError(f"{name}={value} is not a folder")
-
-
-def use_nnsam2_trainers() -> None:
-    """Let nnU-Net's trainer lookup (training and inference) find nnsam2's trainers.
-
-    nnU-Net imports every file of an ``nnUNet_extTrainer`` folder by its bare module name
-    (``method_trainers``, ``variants.training_length``). Registering the package's modules under
-    those names first makes the lookup return the package's own classes in this process, not
-    second copies; processes nnU-Net starts itself (DDP workers) find the copies, which behave
-    the same."""
-    current = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if EXT_TRAINER_DIR not in current:
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join([EXT_TRAINER_DIR, *current])
-    package = importlib.import_module(TRAINERS_PACKAGE)
-    for info in pkgutil.walk_packages(package.__path__, TRAINERS_PACKAGE + "."):
-        module = importlib.import_module(info.name)
-        sys.modules.setdefault(info.name[len(TRAINERS_PACKAGE) + 1:], module)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Sequence, Tuple
 import numpy as np
 from scipy.ndimage import binary_erosion
 
-from dataset_conversion import demo_dataset as demo
+from dataset_conversion import synthetic
 from dataset_conversion.common import (atomic_dataset, dataset_folder_name, get_raw_root, make_dirs,
                                        write_dataset_json)
 
@@ -25,10 +25,10 @@ def make_case(seed: int, index: int, slices: int, shape: Sequence[int],
     """One deterministic (image float32, labels uint8) pair of shape (slices, *shape)."""
     rng = np.random.default_rng([seed, index])
     full = (slices, *shape)
-    coords = demo._grid(full, tuple(spacing))
+    coords = synthetic.grid(full, tuple(spacing))
     extent = np.asarray(full) * np.asarray(spacing)
-    body, labels = demo._make_labels(rng, coords, extent)
-    image = demo._make_image(rng, coords, extent, body, labels)
+    body, labels = synthetic.make_organ_labels(rng, coords, extent)
+    image = synthetic.make_organ_image(rng, coords, extent, body, labels)
     organ = labels == 1
     labels[organ & ~binary_erosion(organ, np.ones((1, 3, 3), bool))] = LABELS["rim"]
     return image, labels
@@ -46,9 +46,9 @@ def generate(raw_root: os.PathLike, dataset_id: int, num_train: int, num_test: i
         for index in range(num_train + num_test):
             image, labels = make_case(seed, index, slices, shape, spacing)
             split = "Tr" if index < num_train else "Ts"
-            demo._write_nifti(image, tuple(spacing), dirs["images" + split] / f"case_{index:03d}_0000.nii.gz")
+            synthetic.write_nifti(image, tuple(spacing), dirs["images" + split] / f"case_{index:03d}_0000.nii.gz")
             if split == "Tr":
-                demo._write_nifti(labels, tuple(spacing), dirs["labelsTr"] / f"case_{index:03d}.nii.gz")
+                synthetic.write_nifti(labels, tuple(spacing), dirs["labelsTr"] / f"case_{index:03d}.nii.gz")
         write_dataset_json(tmp, {"0": "cineMRI"}, LABELS, num_train, ".nii.gz",
                            dataset_name=DATASET_NAME, license="CC0 (synthetic)",
                            description=f"ACDC-like synthetic volumes, {slices} x "

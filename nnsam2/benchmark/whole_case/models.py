@@ -31,7 +31,8 @@ def _environ(name: str, value: str) -> Iterator[None]:
 def workspace(root: Path) -> Iterator[Dict[str, Path]]:
     """nnU-Net's folders under ``root`` for the duration, nnsam2's trainers findable, no
     torch.compile (nnU-Net's variable, restored afterwards with the folders)."""
-    from nnsam2.utils.nnunet_env import temporary_nnunet_folders, use_nnsam2_trainers
+    from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+    from nnsam2.utils.nnunet_env import temporary_nnunet_folders
     use_nnsam2_trainers()
     with _environ("nnUNet_compile", "false"), temporary_nnunet_folders(root) as paths:
         yield paths
