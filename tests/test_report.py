@@ -317,7 +317,7 @@ def test_failed_write_keeps_the_previous_report(monkeypatch, tmp_path):
     (out / "index.html").write_text("good report")
     def fail(*args):  # after the new report is written to its temporary file
         raise OSError("disk full")
-    monkeypatch.setattr(build, "collect_report", lambda folder: {})
+    monkeypatch.setattr(build, "collect_report", lambda folder, allow_pickle=None: {})
     monkeypatch.setattr(build, "render_html", lambda report: "new report")
     monkeypatch.setattr(build.os, "chmod", fail)
     with pytest.raises(OSError, match="disk full"):
