@@ -6,16 +6,11 @@ SAM2 from random weights (every parameter trains: there are no pretrained weight
 the held-out cases from raw NIfTI, prints Dice per class and writes the model's HTML report.
 """
 import os
-import sys
 import time
 
 import numpy as np
 
 DEMO_TRAINER = "SAM2DualAdapterTrainer_CPUDemo"
-
-
-def show_progress() -> bool:
-    return sys.stderr.isatty()
 
 
 def _set_paths(output: str) -> dict:
@@ -55,6 +50,7 @@ def run_demo(output: str = "nnsam2_demo_output", device: str = "cpu", dataset_id
     from nnsam2.experiment_planning.plan_and_preprocess_api import plan_and_preprocess
     from nnsam2.inference.predict_api import find_model_folder, predict
     from nnsam2.training.run_training import train
+    from nnsam2.utils.progress import show_progress
     from nnsam2.experiment_planning.planner import PLANS_NAME
     from nnsam2.model_report.build import write_report
     start = time.time()

@@ -3,11 +3,6 @@ few iterations of the toy SAM2 on CPU, continue with --c, predict raw NIfTI, eva
 inputs users hit first."""
 import json
 import os
-import shutil
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from nnsam2.cli.common import show_progress
+from nnsam2.utils.progress import show_progress
 from nnsam2.benchmark import ALL_VARIANTS, benchmark, format_text
 
 

@@ -11,12 +11,6 @@ from nnsam2.utils.process_guard import guarded
 USER_ERRORS = (UsageError, CheckpointError, MissingCheckpointError, FileNotFoundError)
 
 
-def show_progress(disabled: bool = False) -> bool:
-    """Progress bars only for a person watching: off with --disable_progress_bar or when stderr
-    is not a terminal (logs and CI stay clean)."""
-    return not disabled and sys.stderr.isatty()
-
-
 def run_cli(prog: str, fn: Callable[[], None]) -> None:
     """Run ``fn``; a user error prints ``prog: error: ...`` and exits with status 1.
 

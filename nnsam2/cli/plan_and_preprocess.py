@@ -1,7 +1,8 @@
 """nnsam2_plan_and_preprocess: nnU-Net fingerprint + SAM2 planner + nnU-Net preprocessing."""
 import argparse
 
-from nnsam2.cli.common import run_cli, show_progress
+from nnsam2.cli.common import run_cli
+from nnsam2.utils.progress import show_progress
 from nnsam2.experiment_planning.planner import PLANS_NAME
 from nnsam2.network.configs import SIZES
 

@@ -4,7 +4,8 @@ import os
 
 import torch
 
-from nnsam2.cli.common import run_cli, show_progress
+from nnsam2.cli.common import run_cli
+from nnsam2.utils.progress import show_progress
 from nnsam2.inference.batched_prediction import ENV_MEMORY_GB, parse_memory_gb
 from nnsam2.experiment_planning.planner import PLANS_NAME
 from nnsam2.utils.nnunet_env import UsageError
@@ -49,9 +50,8 @@ def _check_parity_options(args) -> None:
     if args.prev_stage_predictions:
         raise UsageError("-prev_stage_predictions is for nnU-Net's cascade; nnsam2 trains no "
                          "cascade (its configuration 2d needs no previous stage)")
-    if not 0 <= args.part_id < args.num_parts:
-        raise UsageError(f"-part_id must be in 0..{args.num_parts - 1} for -num_parts "
-                         f"{args.num_parts}, got {args.part_id}")
+    from nnsam2.inference.predict_api import check_parts
+    check_parts(args.num_parts, args.part_id)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -3,7 +3,8 @@ import argparse
 
 import torch
 
-from nnsam2.cli.common import run_cli, show_progress
+from nnsam2.cli.common import run_cli
+from nnsam2.utils.progress import show_progress
 from nnsam2.experiment_planning.planner import PLANS_NAME
 from nnsam2.training.run_settings import ENV_CHECKPOINT_DIR
 

@@ -48,6 +48,12 @@ def check_folds(folder: str, folds: Sequence[Fold], checkpoint: str) -> list:
     return folds
 
 
+def check_parts(num_parts: int, part_id: int) -> None:
+    if not 0 <= part_id < num_parts:
+        raise UsageError(f"-part_id must be in 0..{num_parts - 1} for -num_parts {num_parts}, "
+                         f"got {part_id}")
+
+
 def predict(input_folder: str, output_folder: str, model_folder: str, *,
             folds: Sequence[Fold] = (0, 1, 2, 3, 4), checkpoint: str = "checkpoint_final.pth",
             step_size: float = 0.5, mirroring: bool = True, save_probabilities: bool = False,
@@ -66,9 +72,7 @@ def predict(input_folder: str, output_folder: str, model_folder: str, *,
     from nnunetv2.utilities.file_path_utilities import load_json
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from nnsam2.inference.predictor import SAM2Predictor
-    if not 0 <= part_id < num_parts:
-        raise UsageError(f"-part_id must be in 0..{num_parts - 1} for -num_parts {num_parts}, "
-                         f"got {part_id}")
+    check_parts(num_parts, part_id)
     folds = check_folds(check_model_folder(model_folder), folds, checkpoint)
     plans = PlansManager(os.path.join(model_folder, "plans.json"))
     dataset_json = load_json(os.path.join(model_folder, "dataset.json"))

@@ -33,7 +33,8 @@ class RunSettings:
     train_all: bool = False  # every parameter trains (random-init demos)
     pretrained: Optional[str] = None  # nnsam2 checkpoint of "nnunet_pretrained"
     resume: bool = False  # --c: a damaged checkpoint falls back to the newest readable one
-    allow_pickle: bool = False  # --allow-pickle: trusted legacy checkpoints, unpickled in full
+    allow_pickle: Optional[bool] = None  # --allow-pickle: trusted legacy checkpoints unpickled
+    # in full; None: the user's nnSAM2_allow_pickle decides
     progress_bar: Optional[bool] = None  # None: only when stderr is a terminal
 
 

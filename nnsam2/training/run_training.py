@@ -15,6 +15,7 @@ import torch
 from nnsam2.experiment_planning.mem_configuration import MEM_CONFIGURATION, MIN_SLICES
 from nnsam2.experiment_planning.planner import PLANS_NAME
 from nnsam2.training import run_settings
+from nnsam2.training.checkpoint_files import CHECKPOINT_NAMES
 from nnsam2.training.trainer_lookup import use_nnsam2_trainers
 from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env
 
@@ -55,7 +56,8 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
     fold = str(fold)
     run = _check_before_start(dataset, configuration, fold, trainer, plans, continue_training,
                               only_validation, pretrained_weights, allow_pickle)
-    execution = dict(resume=continue_training, allow_pickle=allow_pickle, progress_bar=progress_bar)
+    execution = dict(resume=continue_training, allow_pickle=allow_pickle or None,
+                     progress_bar=progress_bar)
     previous = run_settings.load(run.fold_folder) if run.resuming else None
     if previous is not None:  # a continued run trains what the run it continues trained
         settings = dataclasses.replace(previous, **execution)
@@ -145,8 +147,7 @@ def check_fold(preprocessed_folder: str, fold: str) -> None:
 
 def _has_checkpoint(fold_folder: str) -> bool:
     """Whether --c has an nnU-Net checkpoint to continue from (else it starts afresh)."""
-    return any(os.path.isfile(os.path.join(fold_folder, f"checkpoint_{k}.pth"))
-               for k in ("final", "latest", "best"))
+    return any(os.path.isfile(os.path.join(fold_folder, name)) for name in CHECKPOINT_NAMES)
 
 
 def _check_checkpoint_fits(path: str, run: _Run, configuration: str) -> None:

@@ -38,22 +38,30 @@ def require_env(*names: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary_nnunet_folders(root: Union[str, Path]) -> Iterator[Dict[str, Path]]:
-    """nnU-Net's three folders under ``root`` for the duration (nnunetv2 reads the variables
-    when it uses them); the caller's values are restored afterwards."""
-    saved = {var: os.environ.get(var) for var in NNUNET_FOLDERS}
-    paths = {var: Path(root) / var for var in NNUNET_FOLDERS}
+def temporary_environ(**values: str) -> Iterator[None]:
+    """The variables ``values`` for the duration; the caller's values (or their absence) are
+    restored afterwards."""
+    saved = {var: os.environ.get(var) for var in values}
     try:
-        for var, path in paths.items():
-            path.mkdir(parents=True, exist_ok=True)
-            os.environ[var] = str(path)
-        yield paths
+        os.environ.update(values)
+        yield
     finally:
         for var, value in saved.items():
             if value is None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+@contextlib.contextmanager
+def temporary_nnunet_folders(root: Union[str, Path]) -> Iterator[Dict[str, Path]]:
+    """nnU-Net's three folders under ``root`` for the duration (nnunetv2 reads the variables
+    when it uses them); the caller's values are restored afterwards."""
+    paths = {var: Path(root) / var for var in NNUNET_FOLDERS}
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    with temporary_environ(**{var: str(path) for var, path in paths.items()}):
+        yield paths
 
 
 def dataset_name(dataset_name_or_id: Union[int, str]) -> str:

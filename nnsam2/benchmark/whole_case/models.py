@@ -3,7 +3,6 @@ nnsam2 (nnSAM2Plans, 2d) and nnU-Net (nnUNetPlans, 2d), each model trained a few
 nnU-Net's own loop with the short trainers of ``nnsam2.training.trainers.variants.benchmarking``
 (only time is measured)."""
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
@@ -15,26 +14,13 @@ SAM2_TRAINERS = {"lw": "WholeCaseBench_LW", "hp": "WholeCaseBench_HP",  # nnsam2
 
 
 @contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` for the duration; the caller's value restored afterwards."""
-    saved, os.environ[name] = os.environ.get(name), value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
-
-
-@contextlib.contextmanager
 def workspace(root: Path) -> Iterator[Dict[str, Path]]:
     """nnU-Net's folders under ``root`` for the duration, nnsam2's trainers findable, no
     torch.compile (nnU-Net's variable, restored afterwards with the folders)."""
     from nnsam2.training.trainer_lookup import use_nnsam2_trainers
-    from nnsam2.utils.nnunet_env import temporary_nnunet_folders
+    from nnsam2.utils.nnunet_env import temporary_environ, temporary_nnunet_folders
     use_nnsam2_trainers()
-    with _environ("nnUNet_compile", "false"), temporary_nnunet_folders(root) as paths:
+    with temporary_environ(nnUNet_compile="false"), temporary_nnunet_folders(root) as paths:
         yield paths
 
 
@@ -62,6 +48,7 @@ def train(dataset_id: int, trainer: str, plans: str, device: str, iterations: in
     from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from nnsam2.training import run_settings
+    from nnsam2.utils.nnunet_env import temporary_environ
 
     threads = torch.get_num_threads()  # nnU-Net's trainer changes it
     folder = Path(get_output_folder(maybe_convert_to_dataset_name(dataset_id), trainer, plans, "2d"))
@@ -69,7 +56,7 @@ def train(dataset_id: int, trainer: str, plans: str, device: str, iterations: in
         run_settings.save(str(folder / "fold_all"),
                           run_settings.RunSettings("random", progress_bar=False))
     try:
-        with _environ("nnUNet_n_proc_DA", "0"):
+        with temporary_environ(nnUNet_n_proc_DA="0"):
             model = get_trainer_from_args(str(dataset_id), "2d", "all", trainer, plans,
                                           device=torch.device(device))
             model.num_iterations_per_epoch = iterations

@@ -28,6 +28,7 @@ from nnsam2.network.configs import resolve
 from nnsam2.training import checkpoint_files, run_settings
 from nnsam2.inference.batched_prediction import predictor_class_injected
 from nnsam2.training.pretrained_weights import load_nnsam2_pretrained
+from nnsam2.utils.progress import show_progress
 from nnsam2.utils.wrappers import unwrap
 
 
@@ -69,6 +70,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         self.weights_restored = False
         self._progress = None  # the epoch's progress bar, when one is shown
         self._settings = None
+        self._settings_on_disk = False  # whether sam2_init.json held them
 
     @property
     def sam2_settings(self) -> run_settings.RunSettings:
@@ -76,8 +78,10 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         without them (nnU-Net's own nnUNetv2_train) they are resolved here, as nnsam2_train does
         without flags: a checkpoint from nnSAM2_checkpoint_dir, else an error saying what to do."""
         if self._settings is None:
-            self._settings = run_settings.load(self.output_folder) or \
-                run_settings.resolve(self.sam2_size)
+            self._settings = run_settings.load(self.output_folder)
+            self._settings_on_disk = self._settings is not None
+            if self._settings is None:
+                self._settings = run_settings.resolve(self.sam2_size)
         return self._settings
 
     @classmethod
@@ -176,7 +180,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         elif settings.mode == "checkpoint":
             report = load_sam2_checkpoint(unwrap(self.network), settings.checkpoint)
             self.print_to_log_file(report.summary())
-        if self.local_rank == 0 and run_settings.load(self.output_folder) is None:
+        if self.local_rank == 0 and not self._settings_on_disk:
             run_settings.save(self.output_folder, settings)  # nnUNetv2_train: keep the record
         self.print_to_log_file(run_settings.describe(settings))
 
@@ -190,7 +194,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
     def _progress_wanted(self) -> bool:
         """A per-iteration bar for a person at a terminal; never in logs."""
         setting = self.sam2_settings.progress_bar
-        return sys.stderr.isatty() if setting is None else setting
+        return show_progress() if setting is None else setting
 
     def train_step(self, batch: dict) -> dict:
         outputs = super().train_step(batch)
