@@ -55,3 +55,30 @@ def demo_trained(demo_planned, tmp_path_factory):
     root, env = copy_workspace(demo_planned, tmp_path_factory.mktemp("demo_trained"))
     train_demo_model(env)
     return root, env
+
+
+@pytest.fixture(scope="session")
+def context_planned(tmp_path_factory):
+    """The slice-context 3D dataset (5 training, 1 test case, 10-12 slices of 64 x 64) planned
+    and preprocessed for ``2d`` and ``2d_mem`` with the toy SAM2 size; once per session, a
+    template as ``demo_planned``: (root, env)."""
+    from dataset_conversion.context_dataset import generate_context_dataset
+    from tests.helpers.commands import run
+    from tests.helpers.workspaces import workspace_env
+    root, env = workspace_env(tmp_path_factory.mktemp("context_planned"))
+    generate_context_dataset(root / "nnUNet_raw", num_train=5, num_test=1, slices=(10, 12),
+                             in_plane=(64, 64))
+    run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "toy", "--patch-size", "64",
+        "64", "-c", "2d", "2d_mem", "-np", "1", "-npfp", "1", env=env)
+    return root, env
+
+
+@pytest.fixture
+def one_thread():
+    """Small forward passes in the test process: a second thread only spins when the machine is
+    shared (tens of times slower). Modules use it with ``pytestmark``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

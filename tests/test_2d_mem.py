@@ -8,10 +8,10 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from dataset_conversion.context_dataset import LABELS, generate_context_dataset, make_context_case
+from dataset_conversion.context_dataset import LABELS, make_context_case
 from nnsam2.experiment_planning.mem_configuration import MAX_SLICES, MIN_SLICES, slices_for_spacing
 from tests.helpers.commands import run, run_together
-from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, workspace_env
+from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace
 
 DATASET = "Dataset992_Context3D"
 
@@ -37,13 +37,8 @@ def test_slices_rule():
 
 
 @pytest.fixture(scope="module")
-def mem_workspace(tmp_path_factory):
-    root, env = workspace_env(tmp_path_factory.mktemp("mem"))
-    generate_context_dataset(root / "nnUNet_raw", num_train=5, num_test=1, slices=(10, 12),
-                             in_plane=(64, 64))
-    run("nnsam2_plan_and_preprocess", "-d", "992", "--sam2-size", "toy", "--patch-size", "64",
-        "64", "-c", "2d", "2d_mem", "-np", "1", "-npfp", "1", env=env)
-    return root, env
+def mem_workspace(context_planned, tmp_path_factory):
+    return copy_workspace(context_planned, tmp_path_factory.mktemp("mem"))
 
 
 def test_2d_mem_plans(mem_workspace):
@@ -60,18 +55,32 @@ def test_2d_mem_plans(mem_workspace):
     assert folders == {"nnSAM2Plans_2d", "gt_segmentations"}
 
 
-def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
+def test_2d_mem_starts_from_2d_continues_predicts_find_best(mem_workspace, tmp_path):
     root, env = mem_workspace
     common = ("-tr", "SAM2SmokeTrainer", "-device", "cpu", "--random-init", "--npz")
     quick = {**env, "nnUNet_n_proc_DA": "0", "SMOKE_ITERATIONS": "1"}
-    run_together(*[(("nnsam2_train", "992", config, "0", *common), quick)
-                   for config in ("2d", "2d_mem")])
-    # --c continues the 2d_mem run (a second epoch on top of the first)
+    results = root / "nnUNet_results" / DATASET
+    fold = results / "SAM2SmokeTrainer__nnSAM2Plans__2d_mem" / "fold_0"
+    # without the trained 2d model: one line saying what to do, nothing created
+    refused, wrong_flag = run_together(
+        (("nnsam2_train", "992", "2d_mem", "0", *common), quick),
+        (("nnsam2_train", "992", "2d", "0", *common, "--sam2-gate-open"), quick), ok=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "train it first" in refused.stderr and "--from-scratch" in refused.stderr
+    assert not fold.exists()
+    assert wrong_flag.returncode != 0 and "only applies to the 2d_mem" in wrong_flag.stderr
+    run("nnsam2_train", "992", "2d", "0", *common, env=quick)
+    started = run("nnsam2_train", "992", "2d_mem", "0", *common, env={**quick, "SMOKE_EPOCHS": "8"})
+    assert "starts from the trained 2d model" in started.stdout
+    settings = json.loads((fold / "sam2_init.json").read_text())
+    assert settings["start_from_2d"].endswith("__2d/fold_0/checkpoint_final.pth")
+    # --c continues the 2d_mem run: a quarter of the 8 epochs after 2d
     run("nnsam2_train", "992", "2d_mem", "0", *common, "--c",
-        env={**quick, **QUICK_TRAINING, "SMOKE_EPOCHS": "2"})
-    fold = root / "nnUNet_results" / DATASET / "SAM2SmokeTrainer__nnSAM2Plans__2d_mem" / "fold_0"
-    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert "Epoch 1" in log and "do_dummy_2d_data_aug: True" in log
+        env={**quick, **QUICK_TRAINING, "SMOKE_EPOCHS": "8"})
+    log = "".join(p.read_text() for p in sorted(fold.glob("training_log_*.txt")))
+    assert "Epoch 1" in log and "Epoch 2" not in log and "2 epochs (0.25 of 8)" in log
+    assert "do_dummy_2d_data_aug: True" in log and "memory gate closed" in log
+    assert "2d_mem starts from the trained 2d model" in log and "0 skipped" in log
     pred = tmp_path / "pred"
     _, best = run_together(
         (("nnsam2_predict", "-i", str(root / "nnUNet_raw" / DATASET / "imagesTs"), "-o",
@@ -84,7 +93,7 @@ def test_2d_mem_train_continue_predict_find_best(mem_workspace, tmp_path):
     assert out.GetSize() == ref.GetSize() and np.allclose(out.GetSpacing(), ref.GetSpacing())
     assert set(np.unique(sitk.GetArrayFromImage(out))) <= set(LABELS.values())
     assert "comparing 2d, 2d_mem" in best.stdout
-    results = root / "nnUNet_results" / DATASET
+    assert "2d_mem fold 0 started from the trained 2d model" in best.stdout
     summary = json.loads((results / "inference_information.json").read_text())
     compared = set(summary["all_results"])
     assert any("2d_mem" in k for k in compared) and any("__2d" in k and "2d_mem" not in k

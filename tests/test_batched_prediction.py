@@ -11,7 +11,7 @@ from torch import nn
 from nnsam2.cli import predict
 from nnsam2.network import build_memory_network, build_network
 from nnsam2.inference.batched_prediction import (ENV_MEMORY_GB, GB, BatchedPredictor,
-                                              predictor_class_injected)
+                                              chunk_size, predictor_class_injected)
 from nnsam2.utils.nnunet_env import UsageError
 from nnsam2.training.trainers.method_trainers import SAM2DualAdapterTrainer
 
@@ -19,14 +19,7 @@ CLASSES = 3
 TRAINER_MODULE = sys.modules[nnUNetTrainer.__module__]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny forward passes: a second thread only spins (25 s instead of 0.4 s of CPU when the
-    machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class CallRecorder(nn.Module):
@@ -136,6 +129,27 @@ def test_budget_sets_images_per_forward_pass(images, batch_sizes):
                                prediction_memory_gb=budget_gb(recorder, patch, images))
     predictor.predict_sliding_window_return_logits(torch.randn(1, 5, 32, 32))
     assert recorder.batch_sizes == batch_sizes
+
+
+def test_chunk_sizes_are_few_and_fixed():
+    """cudnn.benchmark tunes once per batch size: the rests of all cases use powers of two."""
+    sizes = set()
+    for total in range(1, 60):
+        chunks, done = [], 0
+        while done < total:
+            chunks.append(chunk_size(total - done, 12))
+            done += chunks[-1]
+        assert sum(chunks) == total
+        sizes.update(chunks)
+    assert sizes == {12, 8, 4, 2, 1}
+    net, patch = conv_net(2), (32, 32)
+    recorder = CallRecorder(net)
+    predictor = make_predictor(BatchedPredictor, recorder, patch, True,
+                               prediction_memory_gb=budget_gb(recorder, patch, 12.5))
+    assert not predictor.fixed_chunk_sizes  # CPU: one pass for the rest
+    predictor.fixed_chunk_sizes = True  # as on CUDA
+    predictor.predict_sliding_window_return_logits(torch.randn(1, 7, 32, 32))
+    assert recorder.batch_sizes == [12, 12, 4]  # 7 windows x 4 mirrors, 3 windows per pass
 
 
 def test_out_of_memory_halves_the_batch():

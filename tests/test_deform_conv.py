@@ -91,3 +91,50 @@ def test_adapter_impls_share_parameters_and_outputs():
 def test_unknown_impl_is_refused():
     with pytest.raises(ValueError, match="deform_impl"):
         build_network(1, 2, size="toy", adapter=AdapterCfg(kind="hp", deform_impl="cuda"))
+
+
+def test_impl_is_chosen_per_device_at_each_call(monkeypatch):
+    from nnsam2.network import deform_conv
+    assert deform_conv.default_impl(torch.device("cpu")) == "embedding_bag"
+    assert deform_conv.default_impl(torch.device("cuda", 0)) == "torchvision"
+    assert AdapterCfg().deform_impl is None  # networks are built without knowing the device
+    ran = []
+
+    def spy(impl, function):
+        def wrapped(*args, **kwargs):
+            ran.append(impl)
+            return function(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(deform_conv, "_torchvision", spy("torchvision", deform_conv._torchvision))
+    monkeypatch.setattr(deform_conv, "sampled_columns",
+                        spy("embedding_bag", deform_conv.sampled_columns))
+    adapter = DeformableAdapter(24)
+    tokens = torch.randn(1, 8, 8, 24)
+    adapter(tokens)
+    monkeypatch.setattr(deform_conv, "default_impl", lambda device: "torchvision")  # "on CUDA"
+    adapter(tokens)
+    adapter.mix.impl = "embedding_bag"  # an explicit choice wins over the device's
+    adapter(tokens)
+    assert ran == ["embedding_bag", "torchvision", "embedding_bag"]
+
+
+def test_switching_impl_keeps_state_dict_and_outputs():
+    """A model trained with one implementation predicts with the other (e.g. trained on a GPU,
+    predicted on a CPU): same state dict, same outputs."""
+    torch.manual_seed(0)
+    net = build_network(1, 3, size="toy", adapter=AdapterCfg(kind="hp")).eval()
+    with torch.no_grad():  # non-trivial offsets, masks and adapter outputs
+        for name, p in net.named_parameters():
+            if ".adapter." in name:
+                p.normal_(std=0.05)
+    x = torch.randn(2, 1, 64, 64)
+    outputs = {}
+    for impl in ("embedding_bag", "torchvision"):
+        other = build_network(1, 3, size="toy", adapter=AdapterCfg(kind="hp", deform_impl=impl))
+        other.load_state_dict(net.state_dict())  # strict: the same keys and shapes
+        with torch.no_grad():
+            outputs[impl] = other.eval()(x)
+    torch.testing.assert_close(outputs["embedding_bag"], outputs["torchvision"],
+                               rtol=1e-4, atol=1e-4)
+    assert outputs["embedding_bag"].abs().max() > 0

@@ -1,5 +1,6 @@
 """The plans the planner writes (``nnsam2/experiment_planning/planner.py``, through
-nnsam2_plan_and_preprocess): they describe SAM2, and --clean drops earlier configurations."""
+nnsam2_plan_and_preprocess): they describe SAM2, --clean drops earlier configurations, and a GPU
+memory target too small for one sample is refused in one line."""
 import json
 
 
@@ -24,3 +25,10 @@ def test_plans_describe_sam2_and_clean_means_clean(tmp_path):
     arch = plans["configurations"]["2d"]["architecture"]
     assert arch["network_class_name"] == "nnsam2.network.sam2_net.SAM2SegNet"
     assert arch["arch_kwargs"]["sam2_size"] == "toy"
+    assert "memory_warning" not in plans["configurations"]["2d"]["sam2"]  # batch 2 fits 8 GB
+    refused = run("nnsam2_plan_and_preprocess", "-d", "993", "--sam2-size", "toy", "-npfp", "1",
+                  "--no_pp", "-gpu_memory_target", "0.001", env=env, ok=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        "nnsam2_plan_and_preprocess: error: SAM2 toy, 2d patch")
+    assert "one sample needs about" in refused.stderr and "-gpu_memory_target" in refused.stderr

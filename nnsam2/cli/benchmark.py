@@ -1,5 +1,6 @@
 """nnsam2_benchmark: costs of the SAM2 variants vs frozen SAM2, nnU-Net's U-Net and SAM ViT-B;
-with --whole_case, seconds per raw volume of nnsam2 models against nnU-Net 2D."""
+with --whole_case, seconds per raw volume of nnsam2 models against nnU-Net 2D; with --acceptance,
+a PASS/FAIL table of the first-GPU checks."""
 import argparse
 import logging
 import shlex
@@ -64,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     whole.add_argument("--step_size", type=float, default=0.5, help="sliding-window step size")
     whole.add_argument("--disable_tta", action="store_true", help="no mirroring (any model)")
     whole.add_argument("--workdir", help="keep the workspace here (default: a temporary folder)")
+    accept = p.add_argument_group(
+        "acceptance (--acceptance): every first-GPU check on --device, a PASS/FAIL/SKIP row each, "
+        "printed and written to --markdown; exit code 1 if any check fails")
+    accept.add_argument("--acceptance", action="store_true", help="run the acceptance checks")
+    accept.add_argument("--quick", "--acceptance_quick", action="store_true",
+                        help="toy sizes and tiny patches (the CPU dry run)")
+    accept.add_argument("--acceptance_skip", nargs="+", default=[], metavar="CHECK",
+                        help="check groups not to run: environment dcn precision memory_plan "
+                             "dcn_speed train_step prediction end_to_end 2d_mem compile")
     return p
 
 
@@ -73,6 +83,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.acceptance:
+            if run_acceptance(args, argv):
+                sys.exit(1)
+            return
         if args.whole_case:
             from nnsam2.benchmark.whole_case.tables import format_text as whole_case_text
             print(whole_case_text(run_whole_case(args, argv)))
@@ -99,6 +113,18 @@ def run_whole_case(args: argparse.Namespace, argv: Optional[Sequence[str]] = Non
         workdir=args.workdir, progress=show_progress(args.disable_progress_bar),
         command=shlex.join(["nnsam2_benchmark", *argv]), json_path=args.json,
         markdown_path=args.markdown)
+
+
+def run_acceptance(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> bool:
+    """Print the acceptance table; whether any check failed."""
+    from nnsam2.benchmark.acceptance import failed, run_acceptance as acceptance
+
+    argv = sys.argv[1:] if argv is None else argv
+    rows, table = acceptance(device=args.device, quick=args.quick, skip=args.acceptance_skip,
+                             markdown_path=args.markdown,
+                             command=shlex.join(["nnsam2_benchmark", *argv]))
+    print(table)
+    return failed(rows)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> None:
           allow_pickle=args.allow_pickle, num_gpus=args.num_gpus, npz=args.npz,
           continue_training=args.c, only_validation=args.val, validate_best=args.val_best,
           disable_checkpointing=args.disable_checkpointing, device=args.device,
-          progress_bar=show_progress(args.disable_progress_bar))
+          progress_bar=show_progress(args.disable_progress_bar), from_scratch=args.from_scratch,
+          gate_open=args.sam2_gate_open)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-pretrained_weights",
                    help="checkpoint of an nnsam2 model (any dataset, same SAM2 size) to start from: "
                         "every tensor that fits is loaded, the class parts only for the same labels")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="2d_mem: do not start from the trained 2d model of the same fold (the "
+                        "default, which needs that model)")
+    p.add_argument("--sam2-gate-open", action="store_true",
+                   help="2d_mem: the memory gate starts open, i.e. SAM2's memory path exactly "
+                        "(default: closed, the network starts as the 2d model)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load checkpoints with full unpickling (runs code inside them): only for "
                         "trusted legacy files that the safe loader refuses")

@@ -3,7 +3,9 @@ nnsam2 trainers (the API under ``nnsam2_find_best_configuration``)."""
 import os
 from typing import Sequence, Union
 
+from nnsam2.experiment_planning.mem_configuration import MEM_CONFIGURATION
 from nnsam2.experiment_planning.planner import PLANNED_CONFIGURATIONS, PLANS_NAME
+from nnsam2.training import run_settings
 from nnsam2.training.trainer_lookup import EXT_TRAINER_DIR, use_nnsam2_trainers
 from nnsam2.utils.nnunet_env import dataset_name, require_env
 
@@ -17,6 +19,23 @@ def trained_configurations(name: str, trainers, plans) -> list:
         if all(os.path.isdir(get_output_folder(name, t, p, c)) for t in trainers for p in plans):
             found.append(c)
     return found or ["2d"]
+
+
+def starting_points(name: str, trainers, plans, configurations, folds) -> list:
+    """Where each ``2d_mem`` fold started: a model started from the trained ``2d`` fold is
+    another model than one trained from SAM2's weights alone, and the comparison says so."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    lines = []
+    for t, p, f in ((t, p, f) for t in trainers for p in plans for f in folds):
+        if MEM_CONFIGURATION not in configurations:
+            break
+        settings = run_settings.load(os.path.join(
+            get_output_folder(name, t, p, MEM_CONFIGURATION), f"fold_{f}"))
+        if settings is not None:
+            start = (f"started from the trained 2d model {settings.start_from_2d}"
+                     if settings.start_from_2d else "trained without the 2d model (--from-scratch)")
+            lines.append(f"{MEM_CONFIGURATION} fold {f} {start} ({t}, {p})")
+    return lines
 
 
 def find_best(dataset: Union[int, str], trainers: Sequence[str] = ("SAM2DualAdapterTrainer",),
@@ -33,6 +52,8 @@ def find_best(dataset: Union[int, str], trainers: Sequence[str] = ("SAM2DualAdap
     name = dataset_name(dataset)
     configurations = list(configurations) or trained_configurations(name, trainers, plans)
     print(f"comparing {', '.join(configurations)} x {', '.join(trainers)} ({', '.join(plans)})")
+    for line in starting_points(name, trainers, plans, configurations, folds):
+        print(line)
     models = dumb_trainer_config_plans_to_trained_models_dict(trainers, configurations, plans)
     find_best_configuration(name, models, allow_ensembling=ensembling,
                             num_processes=num_processes, overwrite=overwrite, folds=folds,

@@ -12,14 +12,16 @@ Rule (documented in documentation/methods.md):
   median number of slices;
 * batch size: from the measured training memory of the memory network at that depth and the
   GPU memory target, as for ``2d``; while it is below 2 the run is shortened (down to
-  MIN_SLICES), and it never covers more than nnU-Net's 5% of the dataset's voxels.
+  MIN_SLICES), and it never covers more than nnU-Net's 5% of the dataset's voxels; when 2 do
+  not fit even then, the plans say so (``sam2/memory_warning``), as for ``2d``.
 """
 import logging
 import math
 
 import numpy as np
 
-from nnsam2.experiment_planning.training_footprint import estimate_training_memory
+from nnsam2.experiment_planning.training_footprint import MIN_BATCH, batch_that_fits, \
+    estimate_training_memory, plan_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,6 @@ BASE_CONFIGURATION = "2d"
 MIN_SLICES = 3
 MAX_SLICES = 7  # sam2's num_maskmem: the current frame + 6 remembered ones
 CONTEXT_MM = 50.0
-MIN_BATCH = 2
 MAX_DATASET_COVERED = 0.05  # nnU-Net's ExperimentPlanner.max_dataset_covered
 
 
@@ -60,20 +61,24 @@ def plan_memory_configuration(plans: dict, dataset_json: dict, sam2_size: str,
         dataset_json["numTraining"]
     while True:
         mem = estimate_training_memory(sam2_size, channels, classes, in_plane, slices=slices)
-        budget = gpu_memory_target_gb * 1e9 - mem["fixed_bytes"]
-        batch = int(budget // mem["per_sample_bytes"])
-        if batch >= MIN_BATCH or slices <= MIN_SLICES:
+        if batch_that_fits(mem, gpu_memory_target_gb) >= MIN_BATCH or slices <= MIN_SLICES:
             break
         slices -= 1
     cap = math.floor(voxels * MAX_DATASET_COVERED / (slices * np.prod(in_plane)))
-    batch = int(max(MIN_BATCH, min(batch, cap)))
+    # never refused: 2d, planned already, is usable without it
+    batch, warning = plan_batch_size(mem, gpu_memory_target_gb, cap,
+                                     f"SAM2 {sam2_size}, 2d_mem patch {[slices, *in_plane]}",
+                                     refuse=False)
+    sam2 = {key: value for key, value in base["sam2"].items() if key != "memory_warning"}
+    if warning:
+        sam2["memory_warning"] = warning
     logger.info("2d_mem: %d slices per patch (median slice spacing %.3g mm, %d slices), batch %d",
                 slices, slice_spacing, median_slices, batch)
     return {
         "inherits_from": BASE_CONFIGURATION,
         "patch_size": [slices, *in_plane],
         "batch_size": batch,
-        "sam2": {**base["sam2"], "memory": {
+        "sam2": {**sam2, "memory": {
             "slices": slices, "median_slice_spacing_mm": slice_spacing,
             "median_slices": median_slices, "context_mm": CONTEXT_MM,
             "estimated_gb_per_sample": round(mem["per_sample_bytes"] / 1e9, 3)}},

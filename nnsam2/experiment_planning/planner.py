@@ -13,7 +13,8 @@ from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner
 
 from nnsam2.network.configs import get_size
 from nnsam2.network.sam2_net import SIZE_MULTIPLE
-from nnsam2.experiment_planning.training_footprint import estimate_training_memory
+from nnsam2.experiment_planning.training_footprint import estimate_training_memory, \
+    plan_batch_size
 from nnsam2.experiment_planning.mem_configuration import MEM_CONFIGURATION, plan_memory_configuration
 
 logger = logging.getLogger(__name__)
@@ -85,15 +86,17 @@ class nnSAM2Planner(ExperimentPlanner):
         num_channels = len(self.dataset_json["channel_names"])
         num_classes = len([v for k, v in self.dataset_json["labels"].items() if k != "ignore"])
         mem = estimate_training_memory(self.sam2_size, num_channels, max(2, num_classes), patch)
-        budget = self.UNet_vram_target_GB * 1e9 - mem["fixed_bytes"]
-        batch = int(budget // mem["per_sample_bytes"])
         cap = round(approximate_n_voxels_dataset * self.max_dataset_covered / np.prod(patch))
+        batch, warning = plan_batch_size(mem, self.UNet_vram_target_GB, cap,
+                                         f"SAM2 {self.sam2_size}, 2d patch {patch}")
         plan["patch_size"] = patch
-        plan["batch_size"] = int(max(self.UNet_min_batch_size, min(batch, cap)))
+        plan["batch_size"] = batch
         plan["architecture"] = sam2_architecture(self.sam2_size)
         plan["sam2"] = dict(size=self.sam2_size, gpu_memory_target_gb=self.UNet_vram_target_GB,
                             estimated_gb_per_sample=round(mem["per_sample_bytes"] / 1e9, 3),
                             estimated_fixed_gb=round(mem["fixed_bytes"] / 1e9, 3))
+        if warning:
+            plan["sam2"]["memory_warning"] = warning
         return plan
 
     def save_plans(self, plans):

@@ -38,7 +38,7 @@ INSTALL_HINT = 'pip install "nnsam2[onnx]"  (the packages onnx and onnxruntime)'
 
 class InferenceGraph(nn.Module):
     """What is exported: the network's computation without its size check (a Python raise)
-    and without its bf16-autocast switch (export runs in float32)."""
+    and without its autocast switch (export runs in float32)."""
 
     def __init__(self, net: SAM2SegNet):
         super().__init__()

@@ -72,6 +72,14 @@ def parse_memory_gb(value, source: str = "prediction_memory_gb") -> float:
     return gb
 
 
+def chunk_size(remaining: int, most: int) -> int:
+    """The next forward pass's size: ``most``, or for a smaller rest the largest power of two
+    in it (a rest of 13 at most 16 runs as 8 + 4 + 1): at most log2(most) + 2 sizes in a run."""
+    if remaining >= most:
+        return most
+    return 1 << (remaining.bit_length() - 1)
+
+
 def available_ram_bytes() -> int:
     try:
         with open("/proc/meminfo") as f:
@@ -106,6 +114,9 @@ class BatchedPredictionMixin:
         self.prediction_memory_gb = (None if prediction_memory_gb is None
                                      else parse_memory_gb(prediction_memory_gb))
         self._images_per_forward = {}  # (device type, (C, *patch)) -> images per forward pass
+        # cudnn.benchmark tunes every convolution again for each new batch size: on CUDA a
+        # case's last, smaller chunk is split into powers of two, so that a run sees few sizes
+        self.fixed_chunk_sizes = self.device.type == "cuda"
 
     def _mirror_flips(self, ndim: int) -> List[Tuple[int, ...]]:
         """Flip axes of each test-time mirror of a (B, C, *patch) batch; () is the batch itself."""
@@ -153,6 +164,8 @@ class BatchedPredictionMixin:
         key, outputs, start = (self.device.type, tuple(images.shape[1:])), [], 0
         while start < len(images):
             n = self.images_per_forward(images[:1])
+            if self.fixed_chunk_sizes:
+                n = chunk_size(len(images) - start, n)
             try:
                 outputs.append(self.network(images[start:start + n]))
             except torch.OutOfMemoryError:

@@ -3,11 +3,15 @@ several patches per forward pass (:mod:`nnsam2.inference.batched_prediction`).""
 import copy
 import os
 
+import torch
+
 from nnunetv2.utilities.file_path_utilities import load_json
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnsam2.network import frozen_store
+from nnsam2.network.precision import policy_for
 from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.training import checkpoint_files
 from nnsam2.inference import atomic_outputs
@@ -51,6 +55,23 @@ class SAM2Predictor(BatchedPredictor):
                                    dataset_json, first["trainer_name"],
                                    first.get("inference_allowed_mirroring_axes"))
         self.prepare_network_for_inference()
+        self.use_device_precision()
+        self.compile_if_asked()
+
+    def compile_if_asked(self) -> None:
+        """``nnUNet_compile=t`` compiles the prediction network, as nnU-Net's predictor does
+        (nnU-Net's fold loop then loads the weights into the compiled module's original)."""
+        wanted = os.environ.get("nnUNet_compile", "f").lower() in ("true", "1", "t")
+        if wanted and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
+            print("nnsam2: compiling the network (nnUNet_compile)")
+            self.network = torch.compile(self.network)
+
+    def use_device_precision(self) -> None:
+        """The network runs in the precision policy of this predictor's device under nnU-Net's
+        autocast (fp16 on CUDA): bf16 on GPUs with native bf16, fp16 on older ones."""
+        net = unwrap(self.network)
+        if isinstance(net, SAM2SegNet):
+            net.autocast_dtype = policy_for(self.device).autocast_dtype
 
     def prepare_network_for_inference(self) -> None:
         training_net = unwrap(self.network)
@@ -61,8 +82,11 @@ class SAM2Predictor(BatchedPredictor):
             net = copy.deepcopy(training_net)
             net.load_state_dict(params)
             counts = net.prepare_for_inference()
-            prepared.append(net.state_dict())
-        self.network, self.list_of_parameters = net, prepared
+            # a copy: the last fold's network predicts, and loading another fold's weights into
+            # it must not overwrite the last fold's (state_dict() shares the parameters' storage)
+            prepared.append({k: v.clone() for k, v in net.state_dict().items()})
+        # every fold's frozen SAM2 is the same: load it once, swap only what differs per case
+        self.network, self.list_of_parameters = net, frozen_store.fold_deltas(prepared)
         fused, merged = counts
         if fused:
             print(f"nnsam2: re-parameterised {fused} Lightweight adapters for inference (branches "

@@ -16,6 +16,7 @@ import logging
 from typing import Dict, Optional, Tuple
 
 import torch
+from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class CompositeLoss(nn.Module):
             ``label_manager.ignore_label``), or None.
         batch_dice: soft counts summed over the whole batch (True) or per sample and then averaged
             (False), as nnU-Net's ``configuration_manager.batch_dice``.
+        ddp: with ``batch_dice``, the soft counts are also summed over the batches of all DDP
+            ranks (nnU-Net's ``ddp=self.is_ddp``), so Dice and Focal Tversky see the global batch
+            as on one GPU. BCE stays a per-rank mean, as nnU-Net's cross-entropy: DDP's gradient
+            averaging makes it the global mean when the ranks hold equally many valid pixels.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class CompositeLoss(nn.Module):
         smooth: float = 1e-5,
         ignore_label: Optional[int] = None,
         batch_dice: bool = True,
+        ddp: bool = False,
     ):
         super().__init__()
         if min(weight_bce, weight_dice, weight_tversky, alpha, beta, smooth) < 0 or gamma <= 0:
@@ -82,11 +88,12 @@ class CompositeLoss(nn.Module):
         self.smooth = smooth
         self.ignore_label = ignore_label
         self.batch_dice = batch_dice
+        self.ddp = ddp
 
     def extra_repr(self) -> str:
         return (f"weights=({self.weight_bce}, {self.weight_dice}, {self.weight_tversky}), "
                 f"alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, smooth={self.smooth}, "
-                f"ignore_label={self.ignore_label}, batch_dice={self.batch_dice}")
+                f"ignore_label={self.ignore_label}, batch_dice={self.batch_dice}, ddp={self.ddp}")
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted sum of the three terms; logits (B, K, *S), target (B, 1, *S)."""
@@ -107,6 +114,8 @@ class CompositeLoss(nn.Module):
         log_p, log_1mp = _log_probs_one_vs_rest(logits)  # (B, K-1, *S) each
         bce = _masked_bce(log_p, log_1mp, onehot, valid)
         tp, fp, fn = _soft_counts(log_p.exp(), onehot, valid, self.batch_dice)
+        if self.ddp and self.batch_dice:
+            tp, fp, fn = _sum_over_ranks(torch.stack((tp, fp, fn)))  # one all-gather, not three
         dice = 1 - (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
         ti = (tp + self.smooth) / (tp + self.alpha * fn + self.beta * fp + self.smooth)
         tversky = (1 - ti).clamp_min(_FOCAL_EPS) ** self.gamma
@@ -160,6 +169,12 @@ def _masked_bce(log_p: torch.Tensor, log_1mp: torch.Tensor, onehot: torch.Tensor
     valid = valid.unsqueeze(1).expand_as(bce)
     bce = torch.where(valid, bce, torch.zeros_like(bce))
     return bce.sum() / valid.sum().clamp_min(1)
+
+
+def _sum_over_ranks(counts: torch.Tensor) -> torch.Tensor:
+    """``counts`` summed over all DDP ranks; gradients flow back to every rank's own counts
+    (nnU-Net's AllGatherGrad, as its batch Dice under DDP)."""
+    return AllGatherGrad.apply(counts).sum(0)  # (world, 3, K-1) -> (3, K-1)
 
 
 def _soft_counts(probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor,

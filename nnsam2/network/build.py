@@ -119,14 +119,15 @@ def build_memory_network(num_input_channels: int, num_classes: int, *, size: str
 
 
 def is_trainable_name(name: str, adapter: AdapterCfg) -> bool:
-    """Which parameters train: stem, PEGs, adapters, LoRA and (part of) the mask decoder; SAM2's
-    memory attention and memory encoder stay frozen like the image encoder."""
+    """Which parameters train: stem, PEGs, adapters, LoRA and (part of) the mask decoder; in
+    ``2d_mem`` also the memory path (memory attention, memory encoder, their position encodings
+    and the gate): it reads features that the adapters change (documentation/methods.md)."""
     if name.startswith("sam_prompt_encoder."):
         return name.startswith("sam_prompt_encoder.no_mask_embed") and adapter.train_all
     if adapter.train_all:
         return True
-    if name.startswith(MEMORY_KEYS):
-        return False
+    if name.startswith(MEMORY_KEYS) or name == "memory_gate":
+        return True
     if name.startswith(("stem.", "image_pe.")) or ".peg." in name:
         return True
     if ".adapter." in name or "lora_" in name:

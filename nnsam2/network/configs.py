@@ -79,9 +79,10 @@ class AdapterCfg:
             multi-class extension SAM2 does not have, train; the rest of SAM2's mask decoder stays
             frozen as the papers say) or ``full`` (the whole mask decoder trains).
         train_all: train every parameter (only sensible without pretrained weights, e.g. demos).
-        deform_impl: the ``hp`` adapter's deformable convolution: ``embedding_bag`` (default;
-            fast backward, bf16 under autocast) or ``torchvision`` (the fp32 reference). Same
-            parameters, same result: checkpoints load into either.
+        deform_impl: the ``hp`` adapter's deformable convolution: None (default: per device,
+            ``torchvision`` in fp32 on CUDA, ``embedding_bag`` elsewhere), ``embedding_bag`` (fast
+            backward, bf16 under autocast; on CUDA its bf16 backward needs torch 2.13+) or
+            ``torchvision``. Same parameters, same result: checkpoints load into either.
     """
 
     kind: str = "hp"
@@ -93,7 +94,7 @@ class AdapterCfg:
     pos_embed: Optional[str] = None
     train_decoder: Optional[str] = None
     train_all: bool = False
-    deform_impl: str = DEFORM_IMPLS[0]
+    deform_impl: Optional[str] = None
 
 
 def resolve(cfg: AdapterCfg) -> AdapterCfg:
@@ -104,8 +105,9 @@ def resolve(cfg: AdapterCfg) -> AdapterCfg:
     dec = cfg.train_decoder or "heads"
     if pos not in ("peg", "sam2"):
         raise ValueError(f"pos_embed must be 'peg' or 'sam2', got {pos!r}")
-    if cfg.deform_impl not in DEFORM_IMPLS:
-        raise ValueError(f"deform_impl must be one of {DEFORM_IMPLS}, got {cfg.deform_impl!r}")
+    if cfg.deform_impl is not None and cfg.deform_impl not in DEFORM_IMPLS:
+        raise ValueError(f"deform_impl must be None (per device) or one of {DEFORM_IMPLS}, "
+                         f"got {cfg.deform_impl!r}")
     if dec not in ("full", "heads"):
         raise ValueError(f"train_decoder must be 'full' or 'heads', got {dec!r}")
     ratio = (cfg.bottleneck_ratio if cfg.bottleneck_ratio is not None

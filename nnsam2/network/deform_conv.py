@@ -11,6 +11,10 @@ and the convolution is one ``F.linear`` over the sampled columns, so autocast ru
 The adapter hands over (B, C, H, W) views of channels-last (B, H, W, C) tokens, so going
 channels-last costs no copy there.
 
+Which one runs is chosen per device (:func:`default_impl`): this one on the CPU, torchvision's
+in fp32 on CUDA, where the backward of ``embedding_bag``'s ``per_sample_weights`` has a bf16 kernel
+only from torch 2.13 on (documentation/methods.md). Both take the same parameters.
+
 Reference: Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results",
 https://arxiv.org/abs/1811.11168
 """
@@ -21,6 +25,12 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
 
 IMPLS = ("embedding_bag", "torchvision")
+
+
+def default_impl(device: torch.device) -> str:
+    """``torchvision`` on CUDA (fp32, any torch and GPU), ``embedding_bag`` elsewhere (fast CPU
+    backward; torchvision has no MPS kernel)."""
+    return "torchvision" if torch.device(device).type == "cuda" else "embedding_bag"
 
 
 def sample_positions(offset: torch.Tensor, kernel_size: int,
@@ -103,7 +113,7 @@ def _torchvision(x, offset, weight, bias, mask, padding: int) -> torch.Tensor:
 
 def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
                   bias: Optional[torch.Tensor], mask: torch.Tensor, *, padding: int = 0,
-                  impl: str = "embedding_bag") -> torch.Tensor:
+                  impl: Optional[str] = None) -> torch.Tensor:
     """Modulated deformable convolution, stride 1: (B, C, H, W) -> (B, C_out, Ho, Wo).
 
     Args:
@@ -113,9 +123,11 @@ def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
         bias: (C_out,) or None.
         mask: (B, k*k, Ho, Wo) modulation, multiplied with each sample.
         padding: zero padding on each side.
-        impl: ``embedding_bag`` (this module) or ``torchvision`` (the reference; fp32 under
-            autocast, since it has no reduced-precision kernel).
+        impl: ``embedding_bag`` (this module), ``torchvision`` (the reference; fp32 under
+            autocast, since it has no reduced-precision kernel) or None (:func:`default_impl`
+            of ``x``'s device).
     """
+    impl = impl or default_impl(x.device)
     if impl == "torchvision":
         return _torchvision(x, offset, weight, bias, mask, padding)
     if impl != "embedding_bag":

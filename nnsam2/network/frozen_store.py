@@ -70,6 +70,21 @@ def split_state_dict(net: nn.Module, model_folder: str) -> dict:
     return state
 
 
+class FoldDelta(dict):
+    """The tensors of one fold that differ from the other folds of an ensemble; the rest is
+    already in the network. Loading one (``SAM2SegNet.load_state_dict``) copies only these:
+    nnU-Net's predictor loads every fold's weights for every case, and a full state dict would
+    copy the frozen SAM2 once per fold and case for nothing."""
+
+
+def fold_deltas(states: List[Dict[str, torch.Tensor]]) -> List[FoldDelta]:
+    """Per fold, the tensors that are not the same in every fold (by value)."""
+    first = states[0]
+    shared = {k for k, v in first.items()
+              if all(k in s and s[k].shape == v.shape and torch.equal(s[k], v) for s in states[1:])}
+    return [FoldDelta({k: v for k, v in s.items() if k not in shared}) for s in states]
+
+
 def is_lean(state: dict) -> bool:
     return REFERENCE_KEY in state
 

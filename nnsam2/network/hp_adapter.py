@@ -5,6 +5,7 @@ Segmentation via Dual Adapters", arXiv 2605.05979; DCNv2: Zhu et al., https://ar
 """
 import math
 from functools import partial
+from typing import Optional
 
 import torch
 from torch import nn
@@ -22,13 +23,15 @@ class ModulatedDeformConv2d(nn.Module):
     Args:
         channels: input and output width.
         kernel_size: odd k; the output keeps the input's size (padding k // 2).
-        impl: ``embedding_bag`` (default: fast backward, bf16 under autocast) or
-            ``torchvision`` (the reference, fp32); see :mod:`nnsam2.network.deform_conv`.
+        impl: ``embedding_bag`` (fast backward, bf16 under autocast), ``torchvision`` (the
+            reference, fp32) or None (default: per device at each call, ``torchvision`` on CUDA,
+            ``embedding_bag`` elsewhere); see :mod:`nnsam2.network.deform_conv`. An attribute:
+            set it on a built network to switch, the parameters stay the same.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, *, impl: str = IMPLS[0]):
+    def __init__(self, channels: int, kernel_size: int = 3, *, impl: Optional[str] = None):
         super().__init__()
-        if impl not in IMPLS:
+        if impl is not None and impl not in IMPLS:
             raise ValueError(f"unknown deformable convolution impl {impl!r}; choose one of {IMPLS}")
         self.kernel_size = kernel_size
         self.impl = impl
@@ -63,5 +66,5 @@ class DeformableAdapter(BottleneckAdapter):
 
     mix_layer = ModulatedDeformConv2d
 
-    def __init__(self, dim: int, *, deform_impl: str = IMPLS[0], **kwargs):
+    def __init__(self, dim: int, *, deform_impl: Optional[str] = None, **kwargs):
         super().__init__(dim, mix_layer=partial(ModulatedDeformConv2d, impl=deform_impl), **kwargs)

@@ -20,8 +20,15 @@ of prompts:
   would cost K - 1 times more memory attention;
 * no ``no_obj_embed_spatial``: it needs SAM's object score head, which the decoder drops.
 
+One addition, so that ``2d_mem`` can only add to ``2d``: the memory-conditioned features enter
+as a **gated residual**, ``lerp(features + no_mem_embed, memory_attention(...), gate)`` with one
+gate per channel, closed (0) at initialisation. A closed gate gives the 2D network's output on
+every slice exactly (``torch.lerp`` returns its start at weight 0 and its end at weight 1, bit for
+bit); :meth:`SAM2MemSegNet.open_gate` gives SAM2's memory path exactly.
+
 Reference: Ravi et al., "SAM 2: Segment Anything in Images and Videos", arXiv 2408.00714.
 """
+from functools import partial
 from typing import Dict, List, Tuple
 
 import torch
@@ -29,24 +36,46 @@ import torch.nn.functional as F
 from torch import nn
 from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
 from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
-from sam2.modeling.position_encoding import PositionEmbeddingSine
-from sam2.modeling.sam.transformer import RoPEAttention
+from sam2.modeling.position_encoding import PositionEmbeddingSine, compute_axial_cis
+from sam2.modeling.sam.transformer import Attention, RoPEAttention
 
 from nnsam2.network.decoder import prompt_free_masks
-from nnsam2.network.sam2_net import SAM2SegNet, bf16_autocast
+from nnsam2.network.sam2_net import SAM2SegNet
 
 DIRECTIONS = ("both", "forward")
 NUM_MASKMEM = 7  # sam2.1 configs: the current slice + 6 memories
+# The gate is GATE_SCALE x its parameter: Adam moves a parameter by about the learning rate per
+# step whatever its gradient, so the adapters' 1e-4 would take thousands of steps to open it.
+# A power of two keeps gate = 1 exact (open_gate).
+GATE_SCALE = 64.0
 
 Memory = Tuple[torch.Tensor, torch.Tensor]  # (features, spatial pos enc), each (N, mem_dim, h, w)
+
+
+class HostRoPEAttention(RoPEAttention):
+    """sam2's RoPEAttention, built without touching CUDA.
+
+    sam2's constructor moves its rotary frequencies to ``"cuda"`` whenever a GPU exists, so
+    building the network for ``-device cpu``, for the planner's memory estimate or on a worker
+    opened a CUDA context. Here they stay where they are made; ``forward`` moves them to the
+    input's device (sam2 does that itself), and :class:`SAM2MemSegNet` sets them per map size.
+    """
+
+    def __init__(self, *args, rope_theta: float = 10000.0, rope_k_repeat: bool = False,
+                 feat_sizes=(64, 64), **kwargs):
+        Attention.__init__(self, *args, **kwargs)
+        self.compute_cis = partial(compute_axial_cis, dim=self.internal_dim // self.num_heads,
+                                   theta=rope_theta)
+        self.freqs_cis = self.compute_cis(end_x=feat_sizes[0], end_y=feat_sizes[1])
+        self.rope_k_repeat = rope_k_repeat
 
 
 def build_memory_attention(d_model: int, mem_dim: int, *, num_layers: int = 4,
                            ffn_dim: int = 2048) -> MemoryAttention:
     """sam2's MemoryAttention as in ``configs/sam2.1/sam2.1_hiera_*.yaml``."""
     def rope(**kwargs) -> RoPEAttention:
-        return RoPEAttention(rope_theta=10000.0, feat_sizes=(64, 64), embedding_dim=d_model,
-                             num_heads=1, downsample_rate=1, dropout=0.1, **kwargs)
+        return HostRoPEAttention(rope_theta=10000.0, feat_sizes=(64, 64), embedding_dim=d_model,
+                                 num_heads=1, downsample_rate=1, dropout=0.1, **kwargs)
 
     layer = MemoryAttentionLayer(
         activation="relu", cross_attention=rope(rope_k_repeat=True, kv_in_dim=mem_dim),
@@ -110,20 +139,32 @@ class SAM2MemSegNet(SAM2SegNet):
         self.sigmoid_scale_for_mem_enc = sigmoid_scale_for_mem_enc
         self.sigmoid_bias_for_mem_enc = sigmoid_bias_for_mem_enc
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
-        # Unused (SAM2 adds no_mem_embed directly, as we do); kept so the checkpoint key loads.
-        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, d_model))
+        # Unused (SAM2 adds no_mem_embed directly, as we do): a buffer, so that the checkpoint key
+        # loads and no optimiser or DDP sees a parameter without gradient.
+        self.register_buffer("no_mem_pos_enc", torch.zeros(1, 1, d_model))
+        self.memory_gate = nn.Parameter(torch.zeros(d_model))  # closed: the 2D network
         self._rope_cache: Dict[tuple, torch.Tensor] = {}
         self.reset_memory_parameters()
 
     def reset_memory_parameters(self) -> None:
         nn.init.trunc_normal_(self.maskmem_tpos_enc, std=0.02)
         nn.init.trunc_normal_(self.no_mem_pos_enc, std=0.02)
+        nn.init.zeros_(self.memory_gate)
+
+    @torch.no_grad()
+    def open_gate(self) -> None:
+        """Memory-conditioned features only, as SAM2's video path (``--sam2-gate-open``)."""
+        self.memory_gate.fill_(1.0 / GATE_SCALE)
+
+    def gate(self) -> torch.Tensor:
+        """The per-channel gate, 0 (2D network) to 1 (SAM2's memory path)."""
+        return self.memory_gate * GATE_SCALE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
             raise ValueError(f"expected a (B, C, D, H, W) patch, got shape {tuple(x.shape)}")
         self.check_input_size(*x.shape[-2:])
-        with bf16_autocast(x.device.type):
+        with self.autocast_context(x.device):
             return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,9 +199,11 @@ class SAM2MemSegNet(SAM2SegNet):
 
     def _condition(self, pix: torch.Tensor, pos: torch.Tensor,
                    bank: List[Memory]) -> torch.Tensor:
-        """(N, C, h, w) features conditioned on the memories; SAM2's image mode without any."""
+        """(N, C, h, w) features conditioned on the memories through the gate; SAM2's image mode
+        (the 2D network's features) without any."""
+        image_mode = pix + self.no_mem_embed.reshape(1, -1, 1, 1)
         if not bank:
-            return pix + self.no_mem_embed.reshape(1, -1, 1, 1)
+            return image_mode
         n, c, h, w = pix.shape
         self._set_rope_size(h, w, pix.device)
         memory = torch.cat([_tokens(feat) for feat, _ in bank])  # (M*h*w, N, mem_dim)
@@ -169,7 +212,10 @@ class SAM2MemSegNet(SAM2SegNet):
                                 for i, (_, mem_pos) in enumerate(bank)])
         out = self.memory_attention(curr=_tokens(pix), curr_pos=_tokens(pos), memory=memory,
                                     memory_pos=memory_pos)  # (h*w, N, C)
-        return out.permute(1, 2, 0).reshape(n, c, h, w)  # (h*w, N, C) -> (N, C, h, w)
+        conditioned = out.permute(1, 2, 0).reshape(n, c, h, w)  # (h*w, N, C) -> (N, C, h, w)
+        dtype = image_mode.dtype
+        return torch.lerp(image_mode, conditioned.to(dtype),
+                          self.gate().to(dtype).reshape(1, -1, 1, 1))
 
     def _encode_memory(self, pix: torch.Tensor, logits: torch.Tensor) -> Memory:
         """Memory of one decoded slice from its raw features and its foreground probability,

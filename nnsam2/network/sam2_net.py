@@ -1,5 +1,5 @@
 """The prompt-free, adapter-tuned SAM2 segmentation network (knows nothing of nnU-Net)."""
-import contextlib
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -11,24 +11,11 @@ from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from nnsam2.network import frozen_store
 from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.lora import merge_lora
+from nnsam2.network.precision import autocast_switch
 from nnsam2.network.summary import parameter_report
 
 
 SIZE_MULTIPLE = 32  # patch embed stride 4 x three 2x poolings in Hiera; also the FPN merges
-
-
-def bf16_autocast(device_type: str):
-    """bf16 wherever autocast is on, whoever turned it on.
-
-    SAM2 is trained in bf16; fp16 (nnU-Net's autocast default, used by its validation and by
-    ``nnUNetv2_predict``) risks overflow in its attention. The choice is made here, per forward
-    call, because ``torch.set_autocast_dtype`` is thread-local and every entry point would have to
-    remember it. Without autocast the network runs in the caller's precision.
-    """
-    if torch.is_autocast_enabled(device_type) and \
-            torch.get_autocast_dtype(device_type) != torch.bfloat16:
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class SAM2SegNet(nn.Module):
@@ -45,6 +32,13 @@ class SAM2SegNet(nn.Module):
         sam_mask_decoder: multi-class mask decoder from ``build_mask_decoder``.
         image_pe: module producing the decoder's position encoding from the image embedding.
         num_classes: output channels.
+
+    Attributes:
+        autocast_dtype: the dtype the network runs in under any autocast, whoever opened it
+            (nnU-Net's validation and predictor open fp16 on CUDA); set by the trainer and the
+            predictor from the run's policy. None: the policy of the input's device, bf16 where
+            the GPU has it natively, else fp16 (:mod:`nnsam2.network.precision`). Without
+            autocast the network runs in the caller's precision.
     """
 
     def __init__(self, *, stem: nn.Module, image_encoder: ImageEncoder,
@@ -57,6 +51,7 @@ class SAM2SegNet(nn.Module):
         assert sam_mask_decoder.num_mask_tokens == num_classes, (
             f"decoder has {sam_mask_decoder.num_mask_tokens} mask tokens for {num_classes} classes")
         self.num_classes = num_classes
+        self.autocast_dtype: Optional[torch.dtype] = None
         self.stem = stem
         self.image_encoder = image_encoder
         self.sam_prompt_encoder = sam_prompt_encoder
@@ -76,8 +71,12 @@ class SAM2SegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(*x.shape[-2:])
-        with bf16_autocast(x.device.type):
+        with self.autocast_context(x.device):
             return self._forward(x)
+
+    def autocast_context(self, device: torch.device):
+        """Any open autocast switched to :attr:`autocast_dtype` (see the class docstring)."""
+        return autocast_switch(device, self.autocast_dtype)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The computation alone, without the size check and the autocast switch: ONNX export
@@ -94,7 +93,13 @@ class SAM2SegNet(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also takes the lean state dicts of nnsam2 checkpoints (frozen SAM2 weights stored once
-        per model folder, see :mod:`nnsam2.network.frozen_store`)."""
+        per model folder) and the per-fold deltas of an ensemble (see
+        :mod:`nnsam2.network.frozen_store`)."""
+        if isinstance(state_dict, frozen_store.FoldDelta):  # the rest is loaded already
+            unknown = set(state_dict) - set(self.state_dict())
+            if unknown:
+                raise KeyError(f"fold weights for another network: {sorted(unknown)[:3]}")
+            return super().load_state_dict(state_dict, strict=False, assign=assign)
         return super().load_state_dict(frozen_store.expand(state_dict), strict=strict,
                                        assign=assign)
 

@@ -22,13 +22,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FinetuneReport:
     path: str
+    source: str = "pretrained nnsam2 model"
     loaded: List[str] = field(default_factory=list)
     class_parts: str = "loaded"
     skipped: Dict[str, str] = field(default_factory=dict)  # source key -> why
     new: List[str] = field(default_factory=list)  # our keys not taken from the source
 
     def summary(self) -> str:
-        return (f"pretrained nnsam2 model {self.path}: {len(self.loaded)} tensors loaded, "
+        return (f"{self.source} {self.path}: {len(self.loaded)} tensors loaded, "
                 f"{len(self.skipped)} skipped ({', '.join(sorted(set(self.skipped.values()))) or '-'}), "
                 f"{len(self.new)} newly initialised; class tokens and hypernetwork MLPs: "
                 f"{self.class_parts}")
@@ -75,5 +76,21 @@ def load_nnsam2_pretrained(net: nn.Module, path: str, sam2_checkpoint: Optional[
                               if sam2_checkpoint else
                               "randomly initialised (other number of classes; give "
                               "--sam2-checkpoint to start them from SAM2's mask tokens)")
+    logger.info(report.summary())
+    return report
+
+
+def load_trained_2d(net: nn.Module, path: str, allow_pickle: Optional[bool] = None) -> FinetuneReport:
+    """Start a ``2d_mem`` network from the ``2d`` model of the same fold (same dataset, trainer
+    and plans): every tensor of the 2D network loads; the memory path keeps what it had."""
+    checkpoint, _ = checkpoint_files.read(os.fspath(path), allow_pickle=allow_pickle)
+    mapped, report = match_state(checkpoint["network_weights"], net.state_dict(), True,
+                                 os.fspath(path))
+    report.source = "2d_mem starts from the trained 2d model"
+    if report.skipped:
+        raise CheckpointError(f"{path} is not the 2d model of this 2d_mem network: "
+                              f"{len(report.skipped)} of its tensors do not fit, e.g. "
+                              f"{next(iter(report.skipped.items()))}")
+    net.load_state_dict(mapped, strict=False)
     logger.info(report.summary())
     return report

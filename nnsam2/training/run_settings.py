@@ -36,6 +36,8 @@ class RunSettings:
     allow_pickle: Optional[bool] = None  # --allow-pickle: trusted legacy checkpoints unpickled
     # in full; None: the user's nnSAM2_allow_pickle decides
     progress_bar: Optional[bool] = None  # None: only when stderr is a terminal
+    start_from_2d: Optional[str] = None  # 2d_mem: the trained 2d fold's checkpoint it starts from
+    gate_open: bool = False  # 2d_mem: the memory gate starts open (SAM2's memory path exactly)
 
 
 def checkpoint_for_size(size: str, checkpoint: Optional[str] = None) -> Optional[str]:
@@ -108,4 +110,8 @@ def describe(settings: RunSettings) -> str:
                 "that the pipeline works; its accuracy says nothing about pretrained SAM2 !!!")
     if settings.train_all:
         text += " | every parameter of the network trains (--train-all), not only the adapters"
+    if settings.start_from_2d:
+        text += f" | 2d_mem starts from the trained 2d model {settings.start_from_2d}"
+    if settings.gate_open:
+        text += " | memory gate open at the start (--sam2-gate-open: SAM2's memory path)"
     return text

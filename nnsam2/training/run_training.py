@@ -38,7 +38,8 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
           allow_pickle: bool = False, num_gpus: int = 1, npz: bool = False,
           continue_training: bool = False, only_validation: bool = False,
           validate_best: bool = False, disable_checkpointing: bool = False,
-          device: str = "cuda", progress_bar: Optional[bool] = None) -> str:
+          device: str = "cuda", progress_bar: Optional[bool] = None, from_scratch: bool = False,
+          gate_open: bool = False) -> str:
     """Train (or continue, or only validate) one fold; returns the fold folder.
 
     Args:
@@ -49,6 +50,8 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
         pretrained_weights: an nnsam2 checkpoint to start from (nnU-Net's -pretrained_weights).
         allow_pickle: read trusted legacy checkpoints with full unpickling.
         progress_bar: per-iteration bar; None: only when stderr is a terminal.
+        from_scratch: ``2d_mem`` only: do not start from the trained ``2d`` model of the fold.
+        gate_open: ``2d_mem`` only: the memory gate starts open (SAM2's memory path exactly).
         The others are nnU-Net's run_training arguments.
     """
     from nnunetv2.run.run_training import run_training
@@ -56,20 +59,27 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
     fold = str(fold)
     run = _check_before_start(dataset, configuration, fold, trainer, plans, continue_training,
                               only_validation, pretrained_weights, allow_pickle)
+    _check_memory_flags(configuration, from_scratch, gate_open)
     execution = dict(resume=continue_training, allow_pickle=allow_pickle or None,
                      progress_bar=progress_bar)
     previous = run_settings.load(run.fold_folder) if run.resuming else None
     if previous is not None:  # a continued run trains what the run it continues trained
         settings = dataclasses.replace(previous, **execution)
     else:
-        settings = run_settings.resolve(run.size, checkpoint=sam2_checkpoint,
-                                        random_init=random_init, train_all=train_all,
-                                        pretrained=pretrained_weights, **execution)
+        start_from_2d = None
+        if configuration == MEM_CONFIGURATION and not (from_scratch or pretrained_weights):
+            start_from_2d = _trained_2d_checkpoint(run, dataset, fold, trainer, plans)
+        settings = _resolve_settings(run, start_from_2d, checkpoint=sam2_checkpoint,
+                                     random_init=random_init, train_all=train_all,
+                                     pretrained=pretrained_weights, **execution)
+        settings = dataclasses.replace(settings, start_from_2d=start_from_2d, gate_open=gate_open)
         if settings.mode == "checkpoint":
             _check_checkpoint_fits(settings.checkpoint, run, configuration)
+        if start_from_2d:
+            print(f"2d_mem fold {fold} starts from the trained 2d model {start_from_2d} "
+                  f"(--from-scratch trains it from SAM2's weights alone)")
     run_settings.save(run.fold_folder, settings)
-    if device == "cpu":
-        torch.set_num_threads(multiprocessing.cpu_count())
+    set_threads(device)
     run_training(str(dataset), configuration, fold, trainer, plans, None, num_gpus, npz,
                  continue_training, only_validation, disable_checkpointing, validate_best,
                  device=torch.device(device))
@@ -108,6 +118,55 @@ def _check_before_start(dataset, configuration: str, fold: str, trainer: str, pl
     resuming = (continue_training and _has_checkpoint(fold_folder)) or only_validation
     size = configurations[configuration].get("sam2", {}).get("size", "tiny")
     return _Run(name, plans_file, fold_folder, size, trainer_class, resuming)
+
+
+def set_threads(device: str) -> None:
+    """As nnUNetv2_train: every core on the CPU; on a GPU one thread (the data augmentation
+    workers are separate processes, and more threads only compete with them)."""
+    if device == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())
+    elif device == "cuda":
+        torch.set_num_threads(1)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only possible before any inter-op parallel work
+            pass
+
+
+def _check_memory_flags(configuration: str, from_scratch: bool, gate_open: bool) -> None:
+    if configuration != MEM_CONFIGURATION and (from_scratch or gate_open):
+        flag = "--from-scratch" if from_scratch else "--sam2-gate-open"
+        raise UsageError(f"{flag} only applies to the {MEM_CONFIGURATION} configuration")
+
+
+def _trained_2d_checkpoint(run: _Run, dataset, fold: str, trainer: str, plans: str) -> str:
+    """The ``2d`` fold's final checkpoint that ``2d_mem`` starts from (as nnU-Net's cascade
+    starts from ``3d_lowres``), or a UsageError saying what to do."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    path = os.path.join(get_output_folder(run.name, trainer, plans, "2d"), f"fold_{fold}",
+                        "checkpoint_final.pth")
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"{MEM_CONFIGURATION} starts from the trained 2d model of fold {fold}, and {path} "
+            f"does not exist: train it first (nnsam2_train {dataset} 2d {fold} -tr {trainer}), "
+            f"or pass --from-scratch to train {MEM_CONFIGURATION} without it")
+    return path
+
+
+def _resolve_settings(run: _Run, start_from_2d: Optional[str], **flags) -> run_settings.RunSettings:
+    """The run's settings from the flags; a 2d_mem run started from 2d without flags takes the
+    SAM2 initialisation its 2d run had (the memory path then comes from the same source)."""
+    try:
+        return run_settings.resolve(run.size, **flags)
+    except run_settings.MissingCheckpointError:
+        previous = start_from_2d and run_settings.load(os.path.dirname(start_from_2d))
+        if not previous or previous.mode == "nnunet_pretrained":
+            raise
+        print(f"SAM2 initialisation as in the 2d run: {run_settings.describe(previous)}")
+        return dataclasses.replace(previous, train_all=previous.train_all or flags["train_all"],
+                                   resume=flags["resume"],
+                                   allow_pickle=flags["allow_pickle"],
+                                   progress_bar=flags["progress_bar"])
 
 
 def _check_pretrained(path: str, continue_training: bool, allow_pickle: bool) -> None:

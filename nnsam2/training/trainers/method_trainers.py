@@ -42,7 +42,7 @@ class SAM2LoRATrainer(nnSAM2Trainer):
             raise NotImplementedError("SAM2LoRATrainer's composite loss does not support "
                                       "region-based training")
         return CompositeLoss(ignore_label=self.label_manager.ignore_label,
-                             batch_dice=self.configuration_manager.batch_dice)
+                             batch_dice=self.configuration_manager.batch_dice, ddp=self.is_ddp)
 
 
 class SAM2DualAdapterTrainer_FullDecoder(SAM2DualAdapterTrainer):

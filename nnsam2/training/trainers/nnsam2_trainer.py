@@ -1,10 +1,16 @@
 """nnU-Net trainers whose network is the adapted SAM2.
 
 Optimiser: AdamW (lr 1e-4, weight decay 1e-2 on matrices and kernels only) over the trainable
-parameters, nnU-Net's poly schedule; deep supervision off; bf16 autocast on CUDA (the network
-switches any autocast to bf16 itself; no GradScaler); plain fp32 on CPU; torch.compile only when
-``nnUNet_compile=t``. Checkpoints are lean (frozen SAM2 stored once per model folder), written
-atomically and read without unpickling code (:mod:`nnsam2.training.checkpoint_files`).
+parameters, nnU-Net's poly schedule; deep supervision off; torch.compile only when
+``nnUNet_compile=t``. Precision is decided once per run from the device
+(:mod:`nnsam2.network.precision`): bf16 autocast without GradScaler on GPUs with native bf16
+(compute capability 8.0+), fp16 autocast with a GradScaler on older GPUs (T4, V100, RTX 20xx),
+fp32 on CPU. The network runs in that dtype whoever opens autocast (nnU-Net's validation opens
+fp16); the HP adapter's deformable convolution is chosen per device too (``sam2_deform_impl``).
+Both are logged at the start and recorded in ``fold_X/precision.json``
+(:mod:`nnsam2.training.precision_record`). Checkpoints are lean (frozen SAM2 stored once per
+model folder), written atomically and read without unpickling code
+(:mod:`nnsam2.training.checkpoint_files`).
 
 The method trainers are in :mod:`.method_trainers`, schedule variants (``..._5epochs``) in
 :mod:`.variants.training_length`, short trainers for demos and benchmarks in
@@ -14,8 +20,11 @@ The method trainers are in :mod:`.method_trainers`, schedule variants (``..._5ep
 import os
 import sys
 from dataclasses import replace
+from functools import cached_property
+from typing import Optional
 
 import torch
+from torch import distributed as dist
 from torch import nn
 from tqdm import tqdm
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -25,10 +34,14 @@ from nnsam2.network import AdapterCfg, build_memory_network, build_network, \
     load_sam2_checkpoint, model_summary
 from nnsam2.network.build import set_trainable
 from nnsam2.network.configs import resolve
-from nnsam2.training import checkpoint_files, run_settings
+from nnsam2.network.deform_conv import default_impl
+from nnsam2.network.precision import Precision, make_grad_scaler, policy_for
+from nnsam2.training import checkpoint_files, precision_record, run_settings
 from nnsam2.inference.batched_prediction import predictor_class_injected
-from nnsam2.training.pretrained_weights import load_nnsam2_pretrained
+from nnsam2.training.pretrained_weights import load_nnsam2_pretrained, load_trained_2d
 from nnsam2.utils.progress import show_progress
+from nnsam2.training import out_of_memory
+from nnsam2.utils.nnunet_env import UsageError
 from nnsam2.utils.wrappers import unwrap
 
 
@@ -60,13 +73,15 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
     sam2_initial_lr = 1e-4
     sam2_weight_decay = 1e-2
     sam2_train_decoder = None  # None: "heads" (class tokens + hypernetwork MLPs); "full": all of it
+    sam2_epochs_after_2d = 0.25  # 2d_mem started from the trained 2d model: this share of epochs
+    sam2_deform_impl = None  # HP adapter; None: torchvision on CUDA, embedding_bag on CPU
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.enable_deep_supervision = False
         self.weight_decay = self.sam2_weight_decay
-        self.grad_scaler = None  # bf16 autocast needs no loss scaling
+        self.grad_scaler = make_grad_scaler(self.precision, self.device)  # fp16 only
         self.weights_restored = False
         self._progress = None  # the epoch's progress bar, when one is shown
         self._settings = None
@@ -84,10 +99,25 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
                 self._settings = run_settings.resolve(self.sam2_size)
         return self._settings
 
+    def initialize(self):
+        self._shorten_after_2d()
+        super().initialize()
+
+    def _shorten_after_2d(self) -> None:
+        """A 2d_mem run that starts from the trained 2d model trains for a shorter schedule
+        (before nnU-Net's initialize builds the poly schedule over ``num_epochs``)."""
+        settings = run_settings.load(self.output_folder)
+        if settings is None or not settings.start_from_2d or self.was_initialized:
+            return
+        full = self.num_epochs
+        self.num_epochs = max(1, round(full * self.sam2_epochs_after_2d))
+        self.print_to_log_file(f"2d_mem after 2d: {self.num_epochs} epochs "
+                               f"({self.sam2_epochs_after_2d:g} of {full})")
+
     @classmethod
     def adapter_cfg(cls) -> AdapterCfg:
         return AdapterCfg(kind=cls.adapter_kind, bottleneck_ratio=cls.sam2_bottleneck_ratio,
-                           train_decoder=cls.sam2_train_decoder)
+                           train_decoder=cls.sam2_train_decoder, deform_impl=cls.sam2_deform_impl)
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -124,6 +154,20 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         pass  # the SAM2 decoder has a single full-resolution output
+
+    def _set_batch_size_and_oversample(self):
+        """Under DDP every rank gets the same number of samples: nnU-Net's batch Dice all-gathers
+        per-sample terms, and unequal batches fail in the collective (gloo) or hang (NCCL). The
+        planned batch is rounded down to a multiple of the number of GPUs (at least one each)."""
+        if self.is_ddp:
+            world = dist.get_world_size()
+            planned = self.configuration_manager.batch_size
+            even = max(world, planned // world * world)
+            if even != planned:
+                self.print_to_log_file(f"batch size {planned} -> {even}: the same batch on each "
+                                       f"of the {world} GPUs")
+                self.configuration_manager.configuration["batch_size"] = even
+        super()._set_batch_size_and_oversample()
 
     def configure_optimizers(self):
         net = unwrap(self.network)
@@ -165,6 +209,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
+        self._apply_precision()
         self._initialise_sam2_weights()
         self._log_network()
 
@@ -180,9 +225,42 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         elif settings.mode == "checkpoint":
             report = load_sam2_checkpoint(unwrap(self.network), settings.checkpoint)
             self.print_to_log_file(report.summary())
+        self._start_memory_network(settings)
         if self.local_rank == 0 and not self._settings_on_disk:
             run_settings.save(self.output_folder, settings)  # nnUNetv2_train: keep the record
         self.print_to_log_file(run_settings.describe(settings))
+
+    @cached_property
+    def precision(self) -> Precision:
+        """This run's precision, decided once from the device (:mod:`nnsam2.network.precision`)."""
+        return policy_for(self.device)
+
+    def deform_impl_in_use(self) -> Optional[str]:
+        """The HP adapter's deformable convolution on this device (None without HP adapters)."""
+        if self.adapter_kind != "hp":
+            return None
+        return self.sam2_deform_impl or default_impl(self.device)
+
+    def _apply_precision(self) -> None:
+        """The network runs in the run's dtype under any autocast; logged and recorded in
+        ``fold_X/precision.json``."""
+        unwrap(self.network).autocast_dtype = self.precision.autocast_dtype
+        record = precision_record.record(self.device, self.precision, self.deform_impl_in_use())
+        self.print_to_log_file(precision_record.describe(record))
+        if self.local_rank == 0:
+            precision_record.save(self.output_folder, record)
+
+    def _start_memory_network(self, settings: run_settings.RunSettings) -> None:
+        """2d_mem: the trained 2d model's weights, and the memory gate (closed unless asked)."""
+        net = unwrap(self.network)
+        if settings.start_from_2d:
+            report = load_trained_2d(net, settings.start_from_2d, settings.allow_pickle)
+            self.print_to_log_file(report.summary())
+        if settings.gate_open:
+            net.open_gate()
+        if hasattr(net, "gate"):
+            self.print_to_log_file("memory gate " + ("open: SAM2's memory path" if settings.gate_open
+                                   else "closed: the network starts as the 2d network"))
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
@@ -214,3 +292,13 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         summary = model_summary(net, (1, self.num_input_channels, *patch))
         self.print_to_log_file(f"adapted SAM2 ({self.sam2_size}, adapter {self.adapter_kind!r}), "
                                f"per component:\n{summary}", add_timestamp=False)
+
+    def run_training(self):
+        """nnU-Net's training; running out of GPU memory ends it with one line naming the
+        planned batch and patch and what to do (:mod:`nnsam2.training.out_of_memory`)."""
+        try:
+            super().run_training()
+        except torch.OutOfMemoryError as error:
+            message = out_of_memory.message_for(self)
+            self.print_to_log_file(message)
+            raise UsageError(message) from error

@@ -142,5 +142,10 @@ class SAM2DualAdapterTrainer_CPUBudget(_CPUBudget, SAM2DualAdapterTrainer):
     """The default (HP) trainer for a CPU-time budget (``fold_X/cpu_budget.json``)."""
 
 
+class SAM2DualAdapterTrainer_CPUBudgetScratch(SAM2DualAdapterTrainer_CPUBudget):
+    """The same trainer under another name, so that a ``2d_mem`` model trained without the
+    ``2d`` model (``--from-scratch``) lives beside the one started from it."""
+
+
 class SAM2DualAdapterTrainer_LW_CPUBudget(_CPUBudget, SAM2DualAdapterTrainer_LW):
     """The LW trainer for a CPU-time budget (``fold_X/cpu_budget.json``)."""
