@@ -42,6 +42,7 @@ setup(
             "nnsam2_benchmark = nnsam2.cli.benchmark:main",
             "nnsam2_report = nnsam2.cli.report:main",
             "nnsam2_export = nnsam2.cli.export:main",
+            "nnsam2_download_checkpoint = nnsam2.cli.download_checkpoint:main",
             "nnsam2_convert_acdc = dataset_conversion.Dataset027_ACDC:main",
             "nnsam2_convert_synapse = dataset_conversion.Dataset111_Synapse:main",
             "nnsam2_convert_isbi2012 = dataset_conversion.Dataset112_ISBI2012:main",

@@ -72,7 +72,9 @@ def plan_memory_configuration(plans: dict, dataset_json: dict, sam2_size: str,
     sam2 = {key: value for key, value in base["sam2"].items() if key != "memory_warning"}
     if warning:
         sam2["memory_warning"] = warning
-    logger.info("2d_mem: %d slices per patch (median slice spacing %.3g mm, %d slices), batch %d",
+    logger.info("2d_mem: %d slices per patch (median slice spacing %.3g mm, %d slices), batch %d; "
+                "train 2d first: each 2d_mem fold starts from the trained 2d fold, and "
+                "nnsam2_find_best_configuration tells whether the memory adds",
                 slices, slice_spacing, median_slices, batch)
     return {
         "inherits_from": BASE_CONFIGURATION,

@@ -54,7 +54,8 @@ def checkpoint_for_size(size: str, checkpoint: Optional[str] = None) -> Optional
             return os.path.join(folder, name)
     raise MissingCheckpointError(
         f"{ENV_CHECKPOINT_DIR}={folder} holds none of {get_size(size).checkpoint_names} "
-        f"(official SAM2 checkpoints for size {size!r})")
+        f"(official SAM2 checkpoints for size {size!r}): nnsam2_download_checkpoint {size} "
+        f"downloads {get_size(size).checkpoint_names[0]} there")
 
 
 def resolve(size: str, *, checkpoint: Optional[str] = None, random_init: bool = False,
@@ -75,10 +76,12 @@ def resolve(size: str, *, checkpoint: Optional[str] = None, random_init: bool = 
     if random_init:
         return RunSettings("random", train_all=train_all, **run)
     names = " or ".join(get_size(size).checkpoint_names) or "(no official checkpoint exists)"
+    download = (f"; nnsam2_download_checkpoint {size} downloads it"
+                if get_size(size).checkpoint_names else "")
     raise MissingCheckpointError(
         f"no SAM2 checkpoint given for size {size!r}: pass --sam2-checkpoint {names} "
-        f"(or set {ENV_CHECKPOINT_DIR} to a folder holding it). To train from random weights "
-        f"on purpose, pass --random-init.")
+        f"(or set {ENV_CHECKPOINT_DIR} to a folder holding it){download}. To train from random "
+        f"weights on purpose, pass --random-init.")
 
 
 def save(folder: str, settings: RunSettings) -> None:
