@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "predictor (default lw; none: empty)")
     whole.add_argument("--iterations", type=int, default=2,
                        help="training iterations per model (default 2)")
+    whole.add_argument("--folds", type=int, default=1,
+                       help="train every nnsam2 model on N folds and predict with fold 0 and "
+                            "with all N (a fold table); default 1: fold 'all'")
     whole.add_argument("--step_size", type=float, default=0.5, help="sliding-window step size")
     whole.add_argument("--disable_tta", action="store_true", help="no mirroring (any model)")
     whole.add_argument("--workdir", help="keep the workspace here (default: a temporary folder)")
@@ -107,7 +110,7 @@ def run_whole_case(args: argparse.Namespace, argv: Optional[Sequence[str]] = Non
         variants=args.variants or ["lw", "hp"], patchwise=args.patchwise,
         sam2_size=(args.sizes or ["tiny"])[0], cases=args.cases, train_cases=args.train_cases,
         slices=args.slices, shape=args.shape, spacing=args.spacing, raw_dataset=args.raw_dataset,
-        iterations=args.iterations, device=args.device, step_size=args.step_size,
+        iterations=args.iterations, folds=args.folds, device=args.device, step_size=args.step_size,
         mirroring=not args.disable_tta, warmup=1 if args.warmup is None else args.warmup,
         repeats=3 if args.repeats is None else args.repeats, threads=args.threads,
         workdir=args.workdir, progress=show_progress(args.disable_progress_bar),

@@ -2,8 +2,9 @@
 
 ``whole_case_benchmark(...)``: a raw 3D dataset in a temporary nnU-Net workspace, every model
 trained a few iterations, then the same volumes predicted by nnU-Net's ``nnUNetPredictor``
-(``nnunet_2d``), nnsam2's ``SAM2Predictor`` (``lw``, ``hp``, ``lora``) and nnU-Net's predictor on
-the nnsam2 networks (``<variant>_patchwise``), with the same test-time augmentation, interleaved.
+(``nnunet_2d``), nnsam2's ``SAM2Predictor`` (``lw``, ``hp``, ``lora``; with ``folds`` > 1 fold 0
+against the ``<variant>_<N>folds`` ensemble) and nnU-Net's predictor on the nnsam2 networks
+(``<variant>_patchwise``), with the same test-time augmentation, interleaved.
 See documentation/benchmarks.md.
 """
 import copy
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from nnsam2.benchmark.machine import machine_info
 from nnsam2.benchmark.tables import write_files
 from nnsam2.benchmark.whole_case import data as whole_case_data, models
-from nnsam2.benchmark.whole_case.stats import summarise
+from nnsam2.benchmark.whole_case.stats import compare_folds, summarise
 from nnsam2.benchmark.whole_case.tables import format_markdown
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,13 @@ REFERENCE = "nnunet_2d"
 SAM2_VARIANTS = tuple(models.SAM2_TRAINERS)
 
 
-def load_predictors(folders: dict, patchwise: Sequence[str], device: str, step_size: float,
+def ensemble_name(variant: str, folds: int) -> str:
+    return f"{variant}_{folds}folds"
+
+
+def load_predictors(specs: dict, patchwise: Sequence[str], device: str, step_size: float,
                     mirroring: bool) -> dict:
-    """{model name: predictor} for the trained folders ({variant or REFERENCE: folder})."""
+    """{model name: predictor} for the trained models ({model name: (folder, folds)})."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -45,9 +50,9 @@ def load_predictors(folders: dict, patchwise: Sequence[str], device: str, step_s
                    allow_tqdm=False)
 
     out = {}
-    for name, folder in folders.items():
+    for name, (folder, folds) in specs.items():
         out[name] = make(nnUNetPredictor if name == REFERENCE else SAM2Predictor)
-        out[name].initialize_from_trained_model_folder(str(folder), ("all",))
+        out[name].initialize_from_trained_model_folder(str(folder), folds)
     for name in patchwise:  # nnU-Net's own predictor on the same prepared network and weights
         ours, plain = out[name], make(nnUNetPredictor)
         plain.manual_initialization(copy.deepcopy(ours.network), ours.plans_manager,
@@ -135,26 +140,30 @@ def whole_case_benchmark(*, variants: Sequence[str] = ("lw", "hp"),
                          shape: Sequence[int] = whole_case_data.SHAPE,
                          spacing: Sequence[float] = whole_case_data.SPACING,
                          raw_dataset: Optional[str] = None, iterations: int = 2,
-                         device: str = "cpu", step_size: float = 0.5, mirroring: bool = True,
-                         warmup: int = 1, repeats: int = 3, threads: Optional[int] = None,
+                         folds: int = 1, device: str = "cpu", step_size: float = 0.5,
+                         mirroring: bool = True, warmup: int = 1, repeats: int = 3,
+                         threads: Optional[int] = None,
                          workdir: Optional[str] = None, progress: bool = True,
                          command: Optional[str] = None, json_path: Optional[str] = None,
                          markdown_path: Optional[str] = None) -> dict:
     """Plan, train and time; returns (and writes the files it is given) ``{"machine",
     "settings", "models", "rows", "ratios", "records"}`` (seconds per case: median over every
-    timed prediction)."""
+    timed prediction), with ``folds`` > 1 also ``"folds"`` (N folds against fold 0)."""
     import torch
     unknown = [v for v in (*variants, *patchwise) if v not in SAM2_VARIANTS]
     if unknown or not set(patchwise) <= set(variants):
         raise ValueError(f"whole-case variants are {', '.join(SAM2_VARIANTS)} (patchwise ones "
                          f"must also be in --variants); got {list(variants)} / {list(patchwise)}")
+    if folds < 1:
+        raise ValueError(f"--folds must be 1 or more, got {folds}")
     if threads:
         torch.set_num_threads(threads)
     settings = dict(variants=list(variants), patchwise=list(patchwise), sam2_size=sam2_size,
                     cases=cases, train_cases=train_cases, slices=slices, shape=list(shape),
                     spacing=list(spacing), raw_dataset=raw_dataset, iterations=iterations,
-                    device=device, step_size=step_size, mirroring=mirroring, warmup=warmup,
-                    repeats=repeats, threads=torch.get_num_threads(), command=command)
+                    folds=folds, device=device, step_size=step_size, mirroring=mirroring,
+                    warmup=warmup, repeats=repeats, threads=torch.get_num_threads(),
+                    command=command)
     root = Path(workdir or tempfile.mkdtemp(prefix="nnsam2_whole_case_"))
     try:
         with models.workspace(root) as paths:
@@ -164,32 +173,49 @@ def whole_case_benchmark(*, variants: Sequence[str] = ("lw", "hp"),
             case_files = sorted(str(p) for p in images.glob("*_0000.nii.gz"))[:cases]
             logger.info("planning and preprocessing %s (nnSAM2Plans and nnUNetPlans, 2d)", folder.name)
             models.plan_and_preprocess(DATASET_ID, sam2_size, progress=progress)
-            folders = {REFERENCE: models.train(DATASET_ID, models.NNUNET_TRAINER,
-                                               models.NNUNET_PLANS, device, iterations)}
-            for variant in variants:
-                logger.info("training %s for %d iteration(s)", variant, iterations)
-                folders[variant] = models.train(DATASET_ID, models.SAM2_TRAINERS[variant],
-                                                "nnSAM2Plans", device, iterations)
+            if folds > 1:
+                models.write_split(paths["nnUNet_preprocessed"] / folder.name, folds)
+            specs = _train_models(variants, folds, device, iterations)
             torch.set_num_threads(settings["threads"])
-            predictors = load_predictors(folders, patchwise, device, step_size, mirroring)
+            predictors = load_predictors(specs, patchwise, device, step_size, mirroring)
             load_before = os.getloadavg()[0]
             records = run_interleaved(predictors, case_files, root / "predictions", device,
                                       warmup, repeats, progress)
             settings["loadavg_1min"] = [load_before, os.getloadavg()[0]]
-            described = {n: _describe(n, p, folders) for n, p in predictors.items()}
+            described = {n: _describe(n, p, specs) for n, p in predictors.items()}
     finally:
         if workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     result = dict(machine=machine_info(device, settings["threads"]), settings=settings,
                   models=described, records=records)
     result.update(summarise(records, REFERENCE))
+    if folds > 1:
+        result["folds"] = compare_folds(
+            records, {ensemble_name(v, folds): v for v in variants}, folds)
     write_files(result, json_path, markdown_path, format_markdown)
     return result
 
 
-def _describe(name: str, predictor, folders: dict) -> dict:
-    variant = name.removesuffix("_patchwise")
+def _train_models(variants: Sequence[str], folds: int, device: str, iterations: int) -> dict:
+    """{model name: (folder, folds to predict with)}: the reference on fold 'all', each nnsam2
+    variant on fold 'all' (``folds`` 1) or on folds 0..N-1, predicted with fold 0 and with all."""
+    reference = models.train(DATASET_ID, models.NNUNET_TRAINER, models.NNUNET_PLANS, device,
+                             iterations)
+    specs = {REFERENCE: (reference, ("all",))}
+    trained = ("all",) if folds == 1 else tuple(range(folds))
+    for variant in variants:
+        logger.info("training %s for %d iteration(s), fold(s) %s", variant, iterations, trained)
+        folder = models.train(DATASET_ID, models.SAM2_TRAINERS[variant], "nnSAM2Plans", device,
+                              iterations, trained)
+        specs[variant] = (folder, trained[:1])
+        if folds > 1:
+            specs[ensemble_name(variant, folds)] = (folder, trained)
+    return specs
+
+
+def _describe(name: str, predictor, specs: dict) -> dict:
+    folder, folds = specs[name.removesuffix("_patchwise")]
     return dict(predictor=type(predictor).__name__, trainer=predictor.trainer_name,
                 patch=list(predictor.configuration_manager.patch_size),
                 mirroring_axes=list(predictor.allowed_mirroring_axes or ()),
-                step_size=predictor.tile_step_size, folder=str(folders[variant].name))
+                step_size=predictor.tile_step_size, folder=str(folder.name), folds=list(folds))

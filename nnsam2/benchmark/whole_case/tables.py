@@ -13,6 +13,9 @@ def _what(name: str, model: dict) -> str:
     what = ("nnU-Net 2D U-Net, nnUNetPredictor" if name == "nnunet_2d" else
             "same network and weights, nnU-Net's nnUNetPredictor (patch at a time)"
             if name.endswith("_patchwise") else "SAM2Predictor")
+    folds = model.get("folds", ["all"])
+    if folds != ["all"]:
+        what += f", fold{'s' if len(folds) > 1 else ''} {','.join(map(str, folds))}"
     return f"{what} ({model['trainer']})"
 
 
@@ -38,6 +41,19 @@ def extra_ratio_table(result: dict) -> List[List[str]]:
     return rows
 
 
+def fold_table(result: dict) -> List[List[str]]:
+    n = result["settings"]["folds"]
+    rows = [["model", "s/case fold 0", f"s/case {n} folds", f"{n} folds / fold 0",
+             "network s/case fold 0", f"network s/case {n} folds", f"network {n} folds / fold 0",
+             "in fold-0 network times"]]
+    for c in result["folds"]:
+        one, every = c["one_fold"], c["all_folds"]
+        rows.append([c["model"], f"{one['seconds']:.2f}", f"{every['seconds']:.2f}", _ratio(c),
+                     f"{one['network_seconds']:.2f}", f"{every['network_seconds']:.2f}",
+                     f"{c['network_ratio']:.3f}", f"{c['network_equivalents']:.2f}"])
+    return rows
+
+
 def header_lines(result: dict) -> List[str]:
     s = result["settings"]
     first = next(iter(result["models"].values()))
@@ -48,7 +64,9 @@ def header_lines(result: dict) -> List[str]:
              + (f"{s['slices']} x {s['shape'][0]} x {s['shape'][1]} (ACDC-like, spacing "
                 f"{' x '.join(map(str, s['spacing']))} mm)" if not s["raw_dataset"]
                 else f"raw dataset {s['raw_dataset']}")
-             + f"; every model trained {s['iterations']} iteration(s) (only time is measured).",
+             + f"; every model trained {s['iterations']} iteration(s) (only time is measured)"
+             + (f"; nnsam2 models on {s['folds']} folds of one split (the same random SAM2 in "
+                f"each), the reference on fold all." if s.get("folds", 1) > 1 else "."),
              f"Same test-time augmentation for every model: mirroring "
              f"{'on (axes ' + str(first['mirroring_axes']) + ')' if s['mirroring'] else 'off'}, "
              f"step size {s['step_size']}, Gaussian weighting; {s['warmup']} untimed warm-up "
@@ -69,7 +87,15 @@ def header_lines(result: dict) -> List[str]:
 
 
 def _tables(result: dict) -> list:
-    return [(None, model_table(result)), ("Batched vs patch-at-a-time:", extra_ratio_table(result))]
+    tables = [(None, model_table(result))]
+    if len(extra_ratio_table(result)) > 1:  # --patchwise none: no such ratio
+        tables.append(("Batched vs patch-at-a-time:", extra_ratio_table(result)))
+    if result.get("folds"):
+        tables.append((f"{result['settings']['folds']} folds vs fold 0 (SAM2Predictor, medians; "
+                       "in fold-0 network times: (N-fold s/case - the fold-0 s/case outside the "
+                       "network) / fold-0 network s/case, the overhead paid once):",
+                       fold_table(result)))
+    return tables
 
 
 def format_text(result: dict) -> str:

@@ -74,6 +74,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
     sam2_weight_decay = 1e-2
     sam2_train_decoder = None  # None: "heads" (class tokens + hypernetwork MLPs); "full": all of it
     sam2_epochs_after_2d = 0.25  # 2d_mem started from the trained 2d model: this share of epochs
+    sam2_lr_after_2d = 0.1  # ... at this share of the learning rate (fine-tuning, not a restart)
     sam2_deform_impl = None  # HP adapter; None: torchvision on CUDA, embedding_bag on CPU
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -104,15 +105,19 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
         super().initialize()
 
     def _shorten_after_2d(self) -> None:
-        """A 2d_mem run that starts from the trained 2d model trains for a shorter schedule
-        (before nnU-Net's initialize builds the poly schedule over ``num_epochs``)."""
+        """A 2d_mem run that starts from the trained 2d model fine-tunes it: a shorter schedule
+        at a lower learning rate (set before nnU-Net's initialize builds the optimiser and the
+        poly schedule). Restarted at the full rate it lost part of what 2d had learnt
+        (documentation/memory.md)."""
         settings = run_settings.load(self.output_folder)
         if settings is None or not settings.start_from_2d or self.was_initialized:
             return
         full = self.num_epochs
         self.num_epochs = max(1, round(full * self.sam2_epochs_after_2d))
+        self.initial_lr *= self.sam2_lr_after_2d
         self.print_to_log_file(f"2d_mem after 2d: {self.num_epochs} epochs "
-                               f"({self.sam2_epochs_after_2d:g} of {full})")
+                               f"({self.sam2_epochs_after_2d:g} of {full}), learning rate "
+                               f"{self.initial_lr:g} ({self.sam2_lr_after_2d:g} of the trainer's)")
 
     @classmethod
     def adapter_cfg(cls) -> AdapterCfg:
