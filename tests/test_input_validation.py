@@ -133,7 +133,7 @@ def test_voxel_level_problems_with_the_flag(tmp_path):
     nan_image = np.zeros((40, 48), np.float32)
     nan_image[0, 0] = np.nan
     write_image(folder / "imagesTr" / "case_002_0000.mha", nan_image)
-    check_raw_dataset(str(folder))  # header-level: both are fine
+    assert problems_of(folder) == problems_of(folder, full=True)  # voxels always (issue 23)
     problems = problems_of(folder, full=True)
     assert problems == [
         f"{folder / 'labelsTr' / 'case_000.mha'}: label value(s) [7] not in dataset.json labels "

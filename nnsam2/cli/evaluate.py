@@ -13,6 +13,8 @@ from typing import List, Optional
 
 from nnsam2.evaluation import EvaluationInputError, evaluate_folders, format_table, write_json_atomic
 from nnsam2.evaluation.summary_file import SUMMARY_FILE
+from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.utils.output_paths import check_output_file
 
 DEFAULT_OUTPUT = SUMMARY_FILE
 
@@ -50,9 +52,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     cldice = True if args.cldice == [] else (args.cldice or False)
     output = args.output or os.path.join(args.pred, DEFAULT_OUTPUT)
     try:
+        if args.output or os.path.isdir(args.pred):  # a missing -pred is reported below
+            check_output_file(output)  # before any file is read
         summary = evaluate_folders(args.ref, args.pred, args.fov, args.labels, args.file_ending,
                                    cldice, not args.cldice_3d, args.ignore_label)
-    except EvaluationInputError as err:
+    except (EvaluationInputError, UsageError) as err:
         print(f"nnsam2_evaluate: error: {err}", file=sys.stderr)
         return 1
     print(format_table(summary))

@@ -23,8 +23,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-npfp", type=int, default=4, help="processes for fingerprint extraction")
     p.add_argument("-overwrite_plans_name", default=PLANS_NAME, help="plans identifier")
     p.add_argument("--verify_dataset_integrity", action="store_true",
-                   help="also read every voxel (label values, NaN); headers and file layout are "
-                        "always checked")
+                   help="kept for nnU-Net compatibility: file layout, headers and voxels (label "
+                        "values, NaN/Inf, label geometry) are always checked")
     p.add_argument("--clean", action="store_true", help="redo the fingerprint and overwrite")
     p.add_argument("--no_pp", action="store_true", help="plan only, do not preprocess")
     p.add_argument("-pl", default="nnSAM2Planner",

@@ -14,6 +14,8 @@ import numpy as np
 from nnunetv2.imageio.reader_writer_registry import (LIST_OF_IO_CLASSES,
                                                      determine_reader_writer_from_file_ending)
 
+from nnsam2.utils.image_files import ImageFileError, check_complete
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +63,19 @@ def find_case_file(folder: str, case: str, preferred_ending: Optional[str] = Non
         if os.path.isfile(path):
             return path
     return None
+
+
+def check_complete_files(paths: List[str]) -> None:
+    """The completeness check of prediction inputs (truncated NIfTI, gzip, PNG: SimpleITK reads
+    them without complaint, the missing voxels as zeros), one line per bad file, all together."""
+    problems = []
+    for path in paths:
+        try:
+            check_complete(path)
+        except ImageFileError as err:
+            problems.append(str(err))
+    if problems:
+        raise EvaluationInputError(f"{len(problems)} unreadable file(s):\n  " + "\n  ".join(problems))
 
 
 _READERS: Dict[str, object] = {}  # file ending -> nnU-Net reader, chosen with the first file read

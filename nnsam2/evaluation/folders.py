@@ -11,9 +11,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from nnsam2.evaluation.files import (EvaluationInputError, detect_file_ending, find_case_file,
-                                     find_dataset_json, ignore_label_from_dataset_json, list_cases,
-                                     read_fov, read_probabilities, read_segmentation)
+from nnsam2.evaluation.files import (EvaluationInputError, check_complete_files, detect_file_ending,
+                                     find_case_file, find_dataset_json,
+                                     ignore_label_from_dataset_json, list_cases, read_fov,
+                                     read_probabilities, read_segmentation)
 from nnsam2.evaluation.thin_structures import case_metrics
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def match_cases(ref_folder: str, pred_folder: str, fov_folder: Optional[str],
             raise EvaluationInputError(f"missing field-of-view mask for case {case} in {fov_folder}")
         npz = os.path.join(pred_folder, case + ".npz")
         cases.append(CaseFiles(case, ref, pred, fov, npz if os.path.isfile(npz) else None))
+    check_complete_files([p for c in cases for p in (c.reference, c.prediction)])
     extra = set(list_cases(pred_folder, file_ending)) - set(refs)
     if extra:
         logger.warning("%d prediction(s) in %s have no reference and are skipped: %s",

@@ -2,6 +2,7 @@
 with the raw dataset checked before anything is written (as nnU-Net's
 ``plan_and_preprocess_api.py`` under ``nnUNetv2_plan_and_preprocess``)."""
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -36,8 +37,11 @@ def plan_and_preprocess(dataset_ids, *, sam2_size="tiny", patch_size=None,
     if unknown:
         raise UsageError(f"nnsam2 plans the configurations {', '.join(PLANNED_CONFIGURATIONS)} "
                          f"({MEM_CONFIGURATION} for 3D datasets only); got -c {' '.join(unknown)}")
+    check_preprocessor(preprocessor_name, "-preprocessor_name")
     names = [dataset_name(d) for d in dataset_ids]
     for name in names:  # before nnU-Net writes anything into nnUNet_preprocessed
+        if not clean:  # nnU-Net reuses these; --clean replaces them
+            check_json_files(os.path.join(os.environ["nnUNet_preprocessed"], name), plans_name)
         check_raw_dataset(os.path.join(os.environ["nnUNet_raw"], name),
                           full=verify_dataset_integrity, num_processes=num_processes_fingerprint)
     ids = [int(name[7:10]) for name in names]
@@ -64,10 +68,14 @@ def _configurations_to_preprocess(name: str, plans_name: str, configurations) ->
     from nnunetv2.utilities.file_path_utilities import load_json
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, plans_name + ".json")
+    check_json_files(os.path.dirname(plans_file), plans_name)
     manager = PlansManager(load_json(plans_file))
     todo, identifiers = [], set()
     for c in configurations:
-        if c not in manager.available_configurations:
+        if c in manager.available_configurations:
+            check_preprocessor(manager.get_configuration(c).preprocessor_name,
+                               f"{plans_file} configuration {c!r} preprocessor_name")
+        else:
             raise UsageError(f"{name} has no {c!r} configuration in {plans_file} (planned: "
                              f"{', '.join(manager.available_configurations)}): {MEM_CONFIGURATION} "
                              f"is planned for 3D datasets only (stacks of at least "
@@ -78,6 +86,35 @@ def _configurations_to_preprocess(name: str, plans_name: str, configurations) ->
             todo.append(c)
     folder = os.path.dirname(plans_file)
     return todo, [os.path.join(folder, i) for i in identifiers]
+
+
+def check_preprocessor(name: str, where: str) -> None:
+    """``name`` must resolve, as nnU-Net resolves it (in nnunetv2.preprocessing), to a
+    DefaultPreprocessor subclass: nnU-Net would call any other name found there in every worker."""
+    import nnunetv2
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    found = None
+    if isinstance(name, str) and name.isidentifier():
+        found = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "preprocessing"),
+                                            name, "nnunetv2.preprocessing")
+    if not (isinstance(found, type) and issubclass(found, DefaultPreprocessor)):
+        raise UsageError(f"{where} {name!r} is not a preprocessor (a DefaultPreprocessor subclass "
+                         f"in nnunetv2.preprocessing); use DefaultPreprocessor")
+
+
+def check_json_files(folder: str, plans_name: str) -> None:
+    """The JSON files nnU-Net reads back from ``folder`` (nnUNet_preprocessed/<dataset>) must
+    parse: a truncated one would end in a JSONDecodeError naming no file."""
+    for file in (plans_name + ".json", "dataset_fingerprint.json", "dataset.json"):
+        path = os.path.join(folder, file)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path) as f:
+                json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{path}: not valid JSON ({e}); delete it or run again with --clean")
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """One validation layer for nnU-Net raw data, run before nnU-Net reads a single voxel.
 
 Always on: dataset.json, the file layout and every file's header (shape, spacing, components,
-dimensionality) and completeness, which costs milliseconds per file. With
-``--verify_dataset_integrity`` also the voxels: label values within dataset.json's labels, no NaN.
-Every problem is one line naming the file and what to do; all are collected and reported together
+dimensionality) and completeness, then the voxels of every case, read once with the reader nnU-Net
+will use (the planner's choice): label values within dataset.json's labels, no NaN or Inf in the
+images, each label on its image's origin and direction. Preprocessing reads every voxel anyway;
+this pass runs before it so that nothing is written for a dataset it would corrupt. Every problem
+is one line naming the file and what to do; all are collected and reported together
 (nnU-Net's own check stops at the first, with a traceback, or crashes later in preprocessing).
 """
 import contextlib
@@ -38,7 +40,7 @@ def check_raw_dataset(folder: str, *, full: bool = False, num_processes: int = 1
     """Raise a DataCheckError listing every problem of the raw dataset ``folder``.
 
     Args:
-        full: also read every voxel (label values, NaN), as ``--verify_dataset_integrity``.
+        full: ``--verify_dataset_integrity``; the voxels are checked either way (kept for callers).
         num_processes: worker processes for the voxel-level check.
     """
     if not os.path.isdir(folder):
@@ -52,12 +54,13 @@ def check_raw_dataset(folder: str, *, full: bool = False, num_processes: int = 1
     natural = reader is not None and is_natural_image_reader(reader)
     clean, header_problems = _check_headers(cases, len(ds["channel_names"]), natural)
     problems = layout_problems + reader_problems + header_problems
-    if full and reader is not None:
+    if reader is not None and clean:
+        reader = reader_class(ds, folder, clean[0]["images"][0])[0] or reader  # as the planner
         problems += voxel_problems(clean, reader, expected_labels(ds), num_processes)
     if problems:
         raise DataCheckError(folder, problems)
-    logger.info("raw data check passed: %d training case(s) in %s (%s)", len(cases), folder,
-                "headers and voxels" if full else "headers; voxels with --verify_dataset_integrity")
+    logger.info("raw data check passed: %d training case(s) in %s (headers and voxels)",
+                len(cases), folder)
 
 
 def _check_headers(cases: dict, num_channels: int, natural: bool) -> Tuple[List[dict], List[str]]:
@@ -73,11 +76,13 @@ def _check_headers(cases: dict, num_channels: int, natural: bool) -> Tuple[List[
     return clean, problems + dimension_problems(references)
 
 
-def reader_class(ds: dict, folder: str):
-    """nnU-Net's reader class for the dataset (by file ending or dataset.json's override)."""
+def reader_class(ds: dict, folder: str, example_file: Optional[str] = None):
+    """nnU-Net's reader class for the dataset (by file ending or dataset.json's override); with
+    ``example_file`` the first that reads it, as nnU-Net's planner picks ``image_reader_writer``."""
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     try:
-        return determine_reader_writer_from_dataset_json(ds, None, verbose=False), []
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return determine_reader_writer_from_dataset_json(ds, example_file, verbose=False), []
     except RuntimeError:
         return None, [f"{os.path.join(folder, 'dataset.json')}: no nnU-Net reader for file_ending "
                       f"{ds['file_ending']!r}; use .nii.gz, .nrrd, .mha, .png, .bmp or .tif"]
@@ -173,23 +178,72 @@ def voxel_problems(cases: List[dict], reader, allowed: List[int], num_processes:
 
 def case_voxel_problems(images: List[str], label: Optional[str], reader,
                         allowed: List[int]) -> List[str]:
-    """NaN in the images, values outside ``allowed`` in the label (module level: picklable)."""
+    """Non-finite image values, label values outside ``allowed``, a label whose origin or direction
+    differs from its image (nnU-Net's tolerance); module level: picklable."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net's readers print their own errors
-            data, _ = reader().read_images(images)  # (C, Z, Y, X)
-            seg = reader().read_seg(label)[0] if label else None
+            data, props = reader().read_images(images)  # (C, Z, Y, X)
+            seg, seg_props = reader().read_seg(label) if label else (None, None)
     except Exception as e:  # the readers raise RuntimeError/AssertionError/OSError variously
         return [f"{images[0]}: cannot read the voxels ({e}); replace the file with a readable copy"]
     per_file = data.shape[0] == len(images)
-    problems = [f"{images[i if per_file else 0]}: contains NaN values; replace them (e.g. with "
-                f"the image minimum)" for i in range(data.shape[0]) if np.isnan(data[i]).any()]
+    problems = [f"{images[i if per_file else 0]}: contains {why} values; replace them (e.g. with "
+                f"the image minimum)" for i in range(data.shape[0])
+                for why in [_non_finite(data[i])] if why]
+    reported = {p.split(": contains ")[0] for p in problems}
+    problems += [f"{path}: contains {why} values (SimpleITK, nnU-Net's reader, silently reads "
+                 f"them, or the whole image, as 0); replace them (e.g. with the image minimum)"
+                 for path in images if path not in reported
+                 for why in [_nifti_non_finite(path)] if why]
     if seg is not None:
-        values = np.unique(seg)
+        values = np.unique(seg[0])
         bad = [_number(v) for v in values if not np.isfinite(v) or v not in allowed]
         if bad:
             problems.append(f"{label}: label value(s) {bad[:10]} not in dataset.json labels "
                             f"{allowed}; fix the label file or declare the label")
+        problems += geometry_problems(images[0], props, label, seg_props)
     return sorted(set(problems), key=problems.index)
+
+
+def _non_finite(values: np.ndarray) -> str:
+    """"NaN", "Inf", "NaN and Inf" or ""."""
+    kinds = [k for k, found in (("NaN", np.isnan(values).any()), ("Inf", np.isinf(values).any()))
+             if found]
+    return " and ".join(kinds)
+
+
+def _nifti_non_finite(path: str) -> str:
+    """SimpleITK (nnU-Net's NIfTI reader) reads NaN in a float NIfTI as 0, and an image holding
+    Inf as all zeros: look at the stored values (nibabel, no scaling) of NIfTI files."""
+    if not path.lower().endswith((".nii", ".nii.gz")):
+        return ""
+    import nibabel
+    try:
+        stored = np.asanyarray(nibabel.load(path).dataobj)
+    except Exception:  # unreadable for nibabel: the nnU-Net reader above has the final word
+        return ""
+    return _non_finite(stored) if np.issubdtype(stored.dtype, np.floating) else ""
+
+
+GEOMETRY_KEYS = (("sitk_stuff", "origin"), ("sitk_stuff", "direction"),
+                 ("nibabel_stuff", "original_affine"))
+
+
+def geometry_problems(image: str, props: dict, label: str, seg_props: dict) -> List[str]:
+    """A label must lie where its image lies: origin, direction (or affine) equal within
+    np.allclose, as nnU-Net's verify_dataset_integrity (which only warns)."""
+    problems = []
+    for group, key in GEOMETRY_KEYS:
+        a, b = props.get(group, {}).get(key), seg_props.get(group, {}).get(key)
+        if a is not None and b is not None and not np.allclose(a, b):
+            problems.append(f"{label}: {key.replace('original_', '')} {_rounded(b)} differs from "
+                            f"{_rounded(a)} of {image}; the label must share its image's geometry "
+                            f"(copy the image's header into the label)")
+    return problems
+
+
+def _rounded(value) -> list:
+    return np.round(np.asarray(value, dtype=float), 4).tolist()
 
 
 def _number(value) -> float:

@@ -9,6 +9,7 @@ from nnsam2.export.onnx_graph import check_onnx, export_onnx, require_onnx
 from nnsam2.export.sidecar import build_sidecar
 from nnsam2.utils.nnunet_env import UsageError
 from nnsam2.utils.atomic import atomic_path
+from nnsam2.utils.output_paths import check_output_file
 
 HP_UNSUPPORTED = (
     "this model's High-Performance adapters use torchvision's deform_conv2d, which has no ONNX "
@@ -54,6 +55,8 @@ def export_model_folder(folder: str, output: str, fold: Optional[str] = None,
     if not output.endswith(".onnx"):
         raise UsageError(f"-o {output}: the file name must end in .onnx (the sidecar "
                          f"{os.path.basename(sidecar_path(output))} is written next to it)")
+    check_output_file(output)
+    check_output_file(sidecar_path(output))
     fold = resolve_fold(folder, fold, checkpoint_name)
     net, predictor = load_inference_network(folder, fold, checkpoint_name)
     meta = build_sidecar(folder, predictor.plans_manager, predictor.dataset_json,

@@ -38,18 +38,3 @@ def check_input_folder(folder: str, dataset_json: dict, reader_class, expect_2d:
         raise DataCheckError(folder, problems)
     return sorted(cases)
 
-
-def check_output_folder(folder: str) -> None:
-    """Refuse an output folder that cannot be created or written, without creating it."""
-    path = os.path.abspath(folder)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"output folder {folder} exists and is not a folder; choose another -o")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UsageError(f"output folder {folder} cannot be created: {parent} is a file, not a "
-                         f"folder; choose another -o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {folder} cannot be written: no write permission in "
-                         f"{parent}; choose another -o")

@@ -7,9 +7,10 @@ from typing import Optional, Sequence, Union
 import torch
 
 from nnsam2.experiment_planning.planner import PLANS_NAME
-from nnsam2.inference.input_check import check_input_folder, check_output_folder
+from nnsam2.inference.input_check import check_input_folder
 from nnsam2.inference.model_lookup import no_model_message
 from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env
+from nnsam2.utils.output_paths import check_output_folder
 
 Fold = Union[int, str]
 
@@ -79,7 +80,7 @@ def predict(input_folder: str, output_folder: str, model_folder: str, *,
     expect_2d = plans.plans["original_median_shape_after_transp"][0] == 1
     cases = check_input_folder(input_folder, dataset_json, plans.image_reader_writer_class,
                                expect_2d)
-    check_output_folder(output_folder)  # before the model is loaded
+    check_output_folder(output_folder, inputs=[input_folder])  # before the model is loaded
     print(f"nnsam2_predict: {len(cases)} case(s) in {input_folder}, folds {folds} of {model_folder}")
     predictor = SAM2Predictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
                               perform_everything_on_device=on_device, device=torch.device(device),

@@ -16,6 +16,7 @@ from nnsam2.model_report.postprocessing import chosen_postprocessing
 from nnsam2.model_report.render import render_html
 from nnsam2.model_report.training_log import all_curves
 from nnsam2.utils.atomic import atomic_path
+from nnsam2.utils.output_paths import check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def _overlay_figures(model, plans, dataset_json, classes, cases) -> Dict[str, Li
 def write_report(model_folder: str, output_folder: str,
                  allow_pickle: Optional[bool] = None) -> str:
     """Write ``output_folder/index.html`` atomically; returns its path."""
+    check_output_folder(output_folder)  # before the model folder is read
     html = render_html(collect_report(model_folder, allow_pickle))
     path = os.path.join(os.path.abspath(output_folder), REPORT_FILE)
     with atomic_path(path, suffix=".html") as tmp:

@@ -3,7 +3,8 @@
 
 Everything a user can get wrong is checked before nnU-Net creates anything; the run's settings
 are then written to ``fold_X/sam2_init.json`` (:mod:`nnsam2.training.run_settings`) and nnU-Net's
-own ``run_training`` trains, its trainer reading them from there.
+own ``run_training`` trains, its trainer reading them from there. From that write to the end the
+fold folder is locked (:mod:`nnsam2.training.fold_lock`): one training per fold at a time.
 """
 import dataclasses
 import multiprocessing
@@ -14,7 +15,7 @@ import torch
 
 from nnsam2.experiment_planning.mem_configuration import MEM_CONFIGURATION, MIN_SLICES
 from nnsam2.experiment_planning.planner import PLANS_NAME
-from nnsam2.training import run_settings
+from nnsam2.training import fold_lock, run_settings
 from nnsam2.training.checkpoint_files import CHECKPOINT_NAMES
 from nnsam2.training.trainer_lookup import use_nnsam2_trainers
 from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env
@@ -60,6 +61,7 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
     run = _check_before_start(dataset, configuration, fold, trainer, plans, continue_training,
                               only_validation, pretrained_weights, allow_pickle)
     _check_memory_flags(configuration, from_scratch, gate_open)
+    fold_lock.check_free(run.fold_folder)  # fail fast; the lock itself is taken below
     execution = dict(resume=continue_training, allow_pickle=allow_pickle or None,
                      progress_bar=progress_bar)
     previous = run_settings.load(run.fold_folder) if run.resuming else None
@@ -78,11 +80,13 @@ def train(dataset: Union[int, str], configuration: str, fold: Union[int, str], *
         if start_from_2d:
             print(f"2d_mem fold {fold} starts from the trained 2d model {start_from_2d} "
                   f"(--from-scratch trains it from SAM2's weights alone)")
-    run_settings.save(run.fold_folder, settings)
-    set_threads(device)
-    run_training(str(dataset), configuration, fold, trainer, plans, None, num_gpus, npz,
-                 continue_training, only_validation, disable_checkpointing, validate_best,
-                 device=torch.device(device))
+    with fold_lock.held(run.fold_folder):  # DDP workers are spawned inside; only we lock
+        fold_lock.remove_leftovers(run.fold_folder)
+        run_settings.save(run.fold_folder, settings)
+        set_threads(device)
+        run_training(str(dataset), configuration, fold, trainer, plans, None, num_gpus, npz,
+                     continue_training, only_validation, disable_checkpointing, validate_best,
+                     device=torch.device(device))
     return run.fold_folder
 
 

@@ -80,6 +80,8 @@ def train_on_rank(rank: int, env: dict, dataset: str, runs: list, out_file: str)
     writes per run the trainer's outcome on this rank (or the error) to ``out_file % rank``."""
     os.environ.update(env)  # before nnU-Net is imported: it reads its folders once
     spy = _patch_nnunet_ddp_for_cpu()
+    if rank != 0:
+        _leave_fold_lock_to_rank_0()
     from nnsam2.training.run_training import train
     results = {}
     for run in runs:
@@ -94,6 +96,16 @@ def train_on_rank(rank: int, env: dict, dataset: str, runs: list, out_file: str)
             results[run.name] = {"error": traceback.format_exc()}
         results[run.name]["seconds"] = time.monotonic() - start
     torch.save(results, out_file % rank)
+
+
+def _leave_fold_lock_to_rank_0() -> None:
+    """In real DDP only the launching process runs ``train()`` and holds the fold's lock; here
+    every rank runs it, so the other ranks neither lock nor clean the fold folder."""
+    import contextlib
+    from nnsam2.training import fold_lock
+    fold_lock.check_free = lambda fold_folder: None
+    fold_lock.held = lambda fold_folder: contextlib.nullcontext()
+    fold_lock.remove_leftovers = lambda fold_folder: None
 
 
 class _Spy:
