@@ -17,6 +17,7 @@ from nnsam2.training import checkpoint_files
 from nnsam2.inference import atomic_outputs
 from nnsam2.inference.batched_prediction import BatchedPredictor
 from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+from nnsam2.utils.nnunet_env import compile_requested
 from nnsam2.utils.wrappers import unwrap
 
 
@@ -61,7 +62,7 @@ class SAM2Predictor(BatchedPredictor):
     def compile_if_asked(self) -> None:
         """``nnUNet_compile=t`` compiles the prediction network, as nnU-Net's predictor does
         (nnU-Net's fold loop then loads the weights into the compiled module's original)."""
-        wanted = os.environ.get("nnUNet_compile", "f").lower() in ("true", "1", "t")
+        wanted = compile_requested()
         if wanted and not isinstance(self.network, torch._dynamo.eval_frame.OptimizedModule):
             print("nnsam2: compiling the network (nnUNet_compile)")
             self.network = torch.compile(self.network)

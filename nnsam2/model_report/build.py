@@ -86,7 +86,6 @@ def write_report(model_folder: str, output_folder: str,
     path = os.path.join(os.path.abspath(output_folder), REPORT_FILE)
     with atomic_path(path, suffix=".html") as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for others to open
+            f.write(html)  # atomic_path gives it the umask's mode, readable by others
     logger.debug("report written to %s", path)  # callers print the path
     return path

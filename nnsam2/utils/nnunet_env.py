@@ -26,6 +26,11 @@ class UsageError(RuntimeError):
     """A problem with the user's input or environment (reported without a traceback)."""
 
 
+def compile_requested() -> bool:
+    """Whether ``nnUNet_compile`` asks for torch.compile (nnU-Net's spelling of yes)."""
+    return os.environ.get("nnUNet_compile", "f").lower() in ("true", "1", "t")
+
+
 def require_env(*names: str) -> None:
     for name in names:
         value = os.environ.get(name)

@@ -41,7 +41,7 @@ from nnsam2.inference.batched_prediction import predictor_class_injected
 from nnsam2.training.pretrained_weights import load_nnsam2_pretrained, load_trained_2d
 from nnsam2.utils.progress import show_progress
 from nnsam2.training import out_of_memory
-from nnsam2.utils.nnunet_env import UsageError
+from nnsam2.utils.nnunet_env import UsageError, compile_requested
 from nnsam2.utils.wrappers import unwrap
 
 
@@ -154,7 +154,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
 
     def _do_i_compile(self) -> bool:
         # Opt-in: Hiera-T does not compile upstream either (sam2 configs say so).
-        wanted = os.environ.get("nnUNet_compile", "f").lower() in ("true", "1", "t")
+        wanted = compile_requested()
         return wanted and super()._do_i_compile()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
