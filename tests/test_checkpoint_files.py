@@ -18,7 +18,7 @@ def test_unreadable_checkpoint_falls_back_to_the_newest_readable(tmp_path, caplo
         checkpoint["current_epoch"] = epoch
         checkpoint_files.write(checkpoint, str(fold / name))
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # e.g. killed by a non-atomic writer
-    with pytest.raises(CheckpointError, match="checkpoint_latest.pth cannot be read"):
+    with pytest.raises(CheckpointError, match=r"checkpoint_latest.pth is empty \(0 bytes\)"):
         checkpoint_files.read(str(fold / "checkpoint_latest.pth"))
     checkpoint, used = checkpoint_files.read(str(fold / "checkpoint_latest.pth"), fallback=True)
     assert used.endswith("checkpoint_best.pth") and checkpoint["current_epoch"] == 4

@@ -3,6 +3,7 @@ few iterations of the toy SAM2 on CPU, continue with --c, predict raw NIfTI, eva
 inputs users hit first."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import SimpleITK as sitk
 from nnsam2.training.run_training import check_fold
 from nnsam2.training.trainer_lookup import EXT_TRAINER_DIR
 from nnsam2.utils.nnunet_env import UsageError
+from tests.helpers.checkpoints import WritesAFile
 from tests.helpers.commands import run, run_together
 from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace, model_folder
 
@@ -95,15 +97,19 @@ def test_bad_inputs(workspace, tmp_path):
     import torch
     torch.save({"model": {"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(96, 3, 7, 7)}},
                wrong)
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"model": {}, "x": WritesAFile(str(marker))}, evil)
     no_raw = {k: v for k, v in env.items() if k != "nnUNet_raw"}
     train = ["nnsam2_train", "990", "2d"]
-    unknown, unset, no_init, bad_fold, wrong_size, missing = run_together(
+    unknown, unset, no_init, bad_fold, wrong_size, missing, malicious, folder = run_together(
         (["nnsam2_train", "999", "2d", "0", "-device", "cpu", "--random-init"], env),
         (["nnsam2_plan_and_preprocess", "-d", "990"], no_raw),
         ([*train, "1", "-device", "cpu"], env),
         ([*train, "first", "-device", "cpu", "--random-init"], env),
         ([*train, "1", "-device", "cpu", "--sam2-checkpoint", str(wrong)], env),
         ([*train, "1", "-device", "cpu", "--sam2-checkpoint", str(tmp_path / "missing.pt")], env),
+        ([*train, "1", "-device", "cpu", "--sam2-checkpoint", str(evil)], env),
+        ([*train, "1", "-device", "cpu", "--sam2-checkpoint", str(tmp_path)], env),
         ok=False)
 
     assert unknown.returncode == 1 and "unknown dataset '999'" in unknown.stderr
@@ -113,6 +119,14 @@ def test_bad_inputs(workspace, tmp_path):
     assert wrong_size.returncode == 1 and "wrong_size.pt" in wrong_size.stderr
     assert "another SAM2 size" in wrong_size.stderr
     assert missing.returncode == 1 and "missing.pt" in missing.stderr
+    # a malicious file is refused by name, in one line, without torch's warnings or advice
+    assert malicious.returncode == 1 and not marker.exists()
+    assert re.fullmatch(f"nnsam2_train: error: refused to load SAM2 checkpoint {evil}: it holds "
+                        r"(io|builtins)\.open, which nnU-Net and SAM2 checkpoints never hold; "
+                        r"unpickling it could run code", malicious.stderr.strip().splitlines()[-1])
+    assert "Warning" not in malicious.stderr and "weights_only" not in malicious.stderr
+    assert folder.returncode == 1 and f"--sam2-checkpoint {tmp_path} is a folder: pass the " \
+        f"checkpoint file (evil.pt, wrong_size.pt are in it)" in folder.stderr
     # none of the refused trainings left a model folder
     assert not (results / "SAM2DualAdapterTrainer__nnSAM2Plans__2d").exists()
 

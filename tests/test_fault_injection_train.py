@@ -43,6 +43,6 @@ def test_killed_in_a_step_then_damaged_latest_falls_back(killed):
     (fold / "checkpoint_latest.pth").write_bytes(b"")  # what a non-atomic writer leaves
     resumed = run(*COMMAND, "--c", env=env)
     output = resumed.stdout + resumed.stderr
-    assert "checkpoint_latest.pth cannot be read" in output
+    assert "checkpoint_latest.pth is empty (0 bytes)" in output
     assert f"checkpoint_best.pth (epoch {best_epoch}) instead" in output
     assert load_nnunet_checkpoint(fold / "checkpoint_final.pth")["current_epoch"] == 3

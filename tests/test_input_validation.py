@@ -229,6 +229,9 @@ def test_predict_fold_and_configuration_errors_suggest_what_works(model, tmp_pat
         model_folder_and_folds(predict_args(tmp_path, tmp_path, f=["0", "abc"]))
     with pytest.raises(UsageError, match=r"no checkpoint_final.pth for fold\(s\) \[1\]; .* \(0\)"):
         model_folder_and_folds(predict_args(tmp_path, tmp_path, f=["1"]))
+    with pytest.raises(UsageError, match=r"no fold has checkpoint_bset.pth; the folds hold "
+                       r"checkpoint_final.pth: pass -chk with one of them$"):
+        model_folder_and_folds(predict_args(tmp_path, tmp_path, chk="checkpoint_bset.pth"))
     with pytest.raises(UsageError) as info:
         model_folder_and_folds(predict_args(tmp_path, tmp_path, c="3d_fullres"))
     message = str(info.value)
@@ -242,7 +245,7 @@ def test_random_bytes_checkpoint_is_one_line(tmp_path):
     with pytest.raises(CheckpointError) as info:
         read_official_state_dict(str(path))
     message = str(info.value)
-    assert "random.pt" in message and "cannot be read" in message
+    assert "random.pt" in message and "cannot be read (not a PyTorch file)" in message
     assert "\n" not in message and "file an issue" not in message
 
 

@@ -139,6 +139,9 @@ def test_malicious_model_folder_runs_nothing(trained, tmp_path):
             "SAM2SmokeTrainer", "-p", "evil", "-f", "0", "-device", "cpu", env=env, ok=False)
     assert r.returncode == 1 and "refused" in r.stderr and "checkpoint_final.pth" in r.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
+    # one line: no torch warning about pickle protocols, no torch advice on weights_only
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "open, which nnU-Net and SAM2 checkpoints never hold" in r.stderr
 
 
 def trained_source(root):

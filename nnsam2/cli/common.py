@@ -1,6 +1,7 @@
 """Shared CLI plumbing: logging set-up and turning known errors into one-line messages."""
 import logging
 import sys
+import warnings
 from typing import Callable
 
 from nnsam2.network.sam2_weights import CheckpointError
@@ -17,6 +18,10 @@ def run_cli(prog: str, fn: Callable[[], None]) -> None:
     Its worker processes are stopped with it, even when it is killed (see process_guard).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # nnU-Net's trainer search imports every trainer module, timm among them, whose deprecated
+    # torch.jit.interface prints two lines of warning before any of our output
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated",
+                            category=FutureWarning)
     try:
         with guarded(prog):
             fn()

@@ -42,11 +42,24 @@ def check_folds(folder: str, folds: Sequence[Fold], checkpoint: str) -> list:
     folds = [f if str(f) == "all" else int(f) for f in folds]
     missing = [f for f in folds if not os.path.isfile(os.path.join(folder, f"fold_{f}", checkpoint))]
     if missing:
-        trained = sorted(d[5:] for d in os.listdir(folder) if d.startswith("fold_")
-                         and os.path.isfile(os.path.join(folder, d, checkpoint)))
-        raise UsageError(f"{folder}: no {checkpoint} for fold(s) {missing}; pass -f with the "
-                         f"trained folds ({' '.join(trained) or 'none yet'})")
+        raise UsageError(f"{folder}: no {checkpoint} for fold(s) {missing}; "
+                         + _what_exists(folder, checkpoint))
     return folds
+
+
+def _what_exists(folder: str, checkpoint: str) -> str:
+    """Advice that can work: the folds holding ``checkpoint``, else the checkpoints that exist."""
+    folds = sorted(d for d in os.listdir(folder) if d.startswith("fold_"))
+    has = {d: sorted(f for f in os.listdir(os.path.join(folder, d)) if f.endswith(".pth")
+                     and f.startswith("checkpoint_")) for d in folds}
+    trained = [d[5:] for d in folds if checkpoint in has[d]]
+    if trained:
+        return f"pass -f with the folds that have it ({' '.join(trained)})"
+    others = sorted({f for files in has.values() for f in files})
+    if others:
+        return (f"no fold has {checkpoint}; the folds hold {', '.join(others)}: pass -chk with "
+                f"one of them")
+    return "no fold is trained yet (nnsam2_train)"
 
 
 def check_parts(num_parts: int, part_id: int) -> None:

@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
-from nnsam2.network.sam2_weights import CheckpointError
+from nnsam2.utils.safe_torch_load import CheckpointError, read_weights_only
 from nnsam2.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ def _load(ref: dict, folders: List[str]) -> Dict[str, torch.Tensor]:
 
 def _read_verified(path: str, sha: str) -> Optional[Dict[str, torch.Tensor]]:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        tensors = payload["tensors"]
+        tensors = read_weights_only(path, kind="frozen SAM2 weights")["tensors"]
     except Exception as e:  # damaged file: try the next candidate
         logger.warning("cannot read frozen SAM2 weights %s: %s", path, e)
         return None

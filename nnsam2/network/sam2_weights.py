@@ -8,16 +8,14 @@ from typing import Dict, List
 import torch
 from torch import nn
 
+from nnsam2.utils.safe_torch_load import CheckpointError, read_weights_only
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_PREFIX = "image_encoder.trunk."
 CLASS_TOKEN_KEYS = ("sam_mask_decoder.mask_tokens.weight",)
 HYPERNET_PREFIX = "sam_mask_decoder.output_hypernetworks_mlps."
 OFFICIAL_MASK_TOKENS = 4
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used for this model."""
 
 
 @dataclass
@@ -53,17 +51,10 @@ def canonical_name(key: str) -> str:
 
 def read_official_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The ``model`` state dict of an official SAM2 checkpoint, or a CheckpointError naming the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"SAM2 checkpoint {path!r} does not exist (expected an official "
+    if not os.path.exists(path):
+        raise CheckpointError(f"SAM2 checkpoint {path} does not exist (expected an official "
                               f"sam2/sam2.1 .pt file such as sam2.1_hiera_tiny.pt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many types for damaged files; name the file
-        # torch's message runs to several lines of advice on weights_only; keep the cause only
-        lines = [ln.strip() for ln in str(e).split("WeightsUnpickler error:")[-1].splitlines()]
-        reason = next((ln for ln in lines if ln), type(e).__name__).split(". ")[0][:200]
-        raise CheckpointError(f"SAM2 checkpoint {path!r} cannot be read (truncated or not a "
-                              f"PyTorch file?): {reason}") from e
+    ckpt = read_weights_only(path, kind="SAM2 checkpoint")
     state = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not any(k.startswith(REQUIRED_PREFIX) for k in state):
         raise CheckpointError(f"{path!r} is not a SAM2 checkpoint: expected a dict with a 'model' "

@@ -43,6 +43,12 @@ class RunSettings:
 def checkpoint_for_size(size: str, checkpoint: Optional[str] = None) -> Optional[str]:
     """``checkpoint`` if given, else the official file for ``size`` in ``nnSAM2_checkpoint_dir``."""
     if checkpoint:
+        if os.path.isdir(checkpoint):
+            inside = sorted(f for f in os.listdir(checkpoint) if f.endswith((".pt", ".pth")))
+            raise MissingCheckpointError(
+                f"--sam2-checkpoint {checkpoint} is a folder: pass the checkpoint file "
+                f"({', '.join(inside) + ' are' if inside else 'e.g. sam2.1_hiera_tiny.pt is'} in "
+                f"it), or set {ENV_CHECKPOINT_DIR}={checkpoint} and leave --sam2-checkpoint out")
         if not os.path.isfile(checkpoint):
             raise MissingCheckpointError(f"--sam2-checkpoint {checkpoint} does not exist")
         return os.path.abspath(checkpoint)
