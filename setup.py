@@ -38,6 +38,7 @@ setup(
             "nnsam2_predict = nnsam2.cli.predict:main",
             "nnsam2_find_best_configuration = nnsam2.cli.find_best_configuration:main",
             "nnsam2_evaluate = nnsam2.cli.evaluate:main",
+            "nnsam2_evaluate_interactive = nnsam2.cli.evaluate_interactive:main",
             "nnsam2_demo = nnsam2.cli.demo:main",
             "nnsam2_benchmark = nnsam2.cli.benchmark:main",
             "nnsam2_report = nnsam2.cli.report:main",

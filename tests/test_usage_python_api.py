@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from nnsam2.demo import DEMO_TRAINER
+DEMO_TRAINER = "SAM2DualAdapterTrainer_CPUDemo"  # the demo schedule without clicks
 from nnsam2.utils.safe_torch_load import load_nnunet_checkpoint
 from tests.helpers.workspaces import model_folder
 

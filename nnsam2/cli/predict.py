@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
             num_processes_export=args.nps, num_parts=args.num_parts, part_id=args.part_id,
             on_device=not args.not_on_device, device=args.device,
             prediction_memory_gb=_memory_budget_gb(args), allow_pickle=args.allow_pickle or None,
-            verbose=args.verbose, progress_bar=show_progress(args.disable_progress_bar))
+            verbose=args.verbose, progress_bar=show_progress(args.disable_progress_bar),
+            clicks=args.clicks)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +105,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="load checkpoints with full unpickling (runs code inside them): only for "
                         "trusted legacy model folders that the safe loader refuses")
+    p.add_argument("--clicks", metavar="FILE",
+                   help="corrections for a model trained with clicks (an _Interactive trainer): "
+                        "a JSON file {case: [{\"class\": C, \"z\": Z, \"y\": Y, \"x\": X}]} "
+                        "in voxels of the raw image (class 0: background), e.g. the --save_clicks "
+                        "file of nnsam2_evaluate_interactive")
     p.add_argument("--verbose", action="store_true")
     return p
 

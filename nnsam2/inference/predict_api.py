@@ -7,7 +7,10 @@ from typing import Optional, Sequence, Union
 import torch
 
 from nnsam2.experiment_planning.planner import PLANS_NAME
+from nnsam2.inference.click_prediction import (case_files, check_clicks_for_cases,
+                                               check_model_takes_clicks)
 from nnsam2.inference.input_check import check_input_folder
+from nnsam2.interactive.click_coordinates import read_clicks_file
 from nnsam2.inference.model_lookup import no_model_message
 from nnsam2.utils.nnunet_env import UsageError, dataset_name, require_env
 from nnsam2.utils.output_paths import check_output_folder
@@ -75,12 +78,15 @@ def predict(input_folder: str, output_folder: str, model_folder: str, *,
             num_processes_export: int = 3, num_parts: int = 1, part_id: int = 0,
             on_device: bool = True, device: str = "cuda",
             prediction_memory_gb: Optional[float] = None, allow_pickle: Optional[bool] = None,
-            verbose: bool = False, progress_bar: bool = True) -> None:
+            verbose: bool = False, progress_bar: bool = True,
+            clicks: Optional[str] = None) -> None:
     """Predict every case of ``input_folder`` into ``output_folder`` with the folds' ensemble.
 
     ``prediction_memory_gb``: memory for one forward pass of several patches (None: the
     ``nnSAM2_prediction_memory_gb`` variable, else the device's default; 0: one patch at a time).
     ``allow_pickle``: read trusted legacy checkpoints in full (None: ``nnSAM2_allow_pickle``).
+    ``clicks``: a clicks file ({case: [{class, z, y, x}]} in raw-image voxels) for a model
+    trained with clicks (:mod:`nnsam2.inference.click_prediction`).
     The others are nnU-Net's predictor arguments.
     """
     from nnunetv2.utilities.file_path_utilities import load_json
@@ -93,6 +99,11 @@ def predict(input_folder: str, output_folder: str, model_folder: str, *,
     expect_2d = plans.plans["original_median_shape_after_transp"][0] == 1
     cases = check_input_folder(input_folder, dataset_json, plans.image_reader_writer_class,
                                expect_2d)
+    case_clicks = read_clicks_file(clicks) if clicks else None
+    if case_clicks:
+        check_clicks_for_cases(case_clicks, case_files(input_folder, cases, dataset_json),
+                               plans.image_reader_writer_class,
+                               list(plans.get_label_manager(dataset_json).all_labels), clicks)
     check_output_folder(output_folder, inputs=[input_folder])  # before the model is loaded
     print(f"nnsam2_predict: {len(cases)} case(s) in {input_folder}, folds {folds} of {model_folder}")
     predictor = SAM2Predictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
@@ -101,6 +112,9 @@ def predict(input_folder: str, output_folder: str, model_folder: str, *,
                               prediction_memory_gb=prediction_memory_gb)
     predictor.allow_pickle = allow_pickle
     predictor.initialize_from_trained_model_folder(model_folder, folds, checkpoint)
+    if case_clicks:
+        check_model_takes_clicks(predictor.network, model_folder, predictor.trainer_name)
+        predictor.clicks = case_clicks
     predictor.predict_from_files(input_folder, output_folder, save_probabilities=save_probabilities,
                                  overwrite=not continue_prediction,
                                  num_processes_preprocessing=num_processes_preprocessing,

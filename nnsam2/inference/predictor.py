@@ -16,6 +16,7 @@ from nnsam2.network.sam2_net import SAM2SegNet
 from nnsam2.training import checkpoint_files
 from nnsam2.inference import atomic_outputs
 from nnsam2.inference.batched_prediction import BatchedPredictor
+from nnsam2.inference.click_prediction import with_click_maps
 from nnsam2.training.trainer_lookup import use_nnsam2_trainers
 from nnsam2.utils.nnunet_env import compile_requested
 from nnsam2.utils.wrappers import unwrap
@@ -28,6 +29,7 @@ class SAM2Predictor(BatchedPredictor):
     nnsam2's trainers are found without ``nnUNet_extTrainer`` being set by the caller."""
 
     allow_pickle = None  # True: trusted legacy checkpoints unpickled in full; None: nnSAM2_allow_pickle
+    clicks = None  # {case: [Click]} in raw voxels (nnsam2_predict --clicks); None: prompt-free
 
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds,
                                              checkpoint_name="checkpoint_final.pth"):
@@ -96,6 +98,15 @@ class SAM2Predictor(BatchedPredictor):
         if merged:
             print(f"nnsam2: merged {merged} LoRA layers into their base weights for inference "
                   f"({len(prepared)} fold(s))")
+
+    def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
+                                   num_processes_segmentation_export: int = 3):
+        """nnU-Net's loop; each clicked case's data carries its click map as one more channel."""
+        if self.clicks:
+            data_iterator = with_click_maps(data_iterator, self.clicks, self.plans_manager,
+                                            self.configuration_manager)
+        return super().predict_from_data_iterator(data_iterator, save_probabilities,
+                                                  num_processes_segmentation_export)
 
     @property
     def plans_manager(self):

@@ -3,7 +3,9 @@
 The report is one self-contained file (figures embedded as PNG data URIs: it opens from disk, can
 be mailed or archived alone) written atomically, so a failed run never replaces a good report.
 """
+import contextlib
 import datetime
+import io
 import logging
 import os
 from typing import Dict, List, Optional
@@ -47,7 +49,28 @@ def collect_report(model_folder: str, allow_pickle: Optional[bool] = None) -> di
                 model, plans, dataset_json, classes, cases)),
             "postprocessing": collect("postprocessing", lambda: chosen_postprocessing(model)),
             "thin": collect("thin-structure metrics",
-                            lambda: metrics.thin_structure_summaries(model))}
+                            lambda: metrics.thin_structure_summaries(model)),
+            "clicks": _click_results(model)}
+
+
+def _click_results(model: layout.ModelFolder) -> Optional[object]:
+    """None for a model trained without clicks; else its simulated-click results (or Missing)."""
+    if not _trained_with_clicks(model.trainer):
+        return None
+    return collect("click results", lambda: [dict(r, png=plots.dice_after_clicks(r["summary"]))
+                                             for r in metrics.interactive_summaries(model)])
+
+
+def _trained_with_clicks(trainer_name: str) -> bool:
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnsam2.training.trainer_lookup import use_nnsam2_trainers
+    use_nnsam2_trainers()
+    with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net's search prints every module
+        try:
+            trainer = recursive_find_trainer_class_by_name(trainer_name)
+        except Exception:  # a trainer this installation lacks: its report shows the rest
+            return False
+    return bool(getattr(trainer, "sam2_clicks", False))
 
 
 def _curve_figures(model: layout.ModelFolder, folds: List[str],

@@ -117,3 +117,15 @@ def thin_structure_summaries(model: ModelFolder) -> List[dict]:
                           "metrics": metrics, "mean": summary["mean"],
                           "cases": len(summary["metric_per_case"])})
     return found
+
+
+def interactive_summaries(model: ModelFolder) -> List[dict]:
+    """nnsam2_evaluate_interactive's results in the model folder (its default output
+    ``fold_X/interactive``): {where, summary, table rows}."""
+    from nnsam2.interactive.evaluate import SUMMARY
+    found = []
+    for path in sorted(glob.glob(os.path.join(model.path, "fold_*", "interactive", SUMMARY))):
+        summary = read_json(path)
+        found.append({"where": os.path.relpath(os.path.dirname(path), model.path),
+                      "summary": summary, "classes": list(summary["dice_per_class"])})
+    return found

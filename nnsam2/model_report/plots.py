@@ -61,3 +61,21 @@ def overlay(case: CaseSlice, title: str) -> bytes:
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
     return _png(fig, dpi=90)
+
+
+def dice_after_clicks(summary: dict) -> bytes:
+    """Mean Dice per class (and over classes) against the number of simulated clicks."""
+    fig = Figure(figsize=(5, 3.4))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.9)
+    ax = fig.subplots()
+    clicks = range(summary["num_clicks"] + 1)
+    for name, values in summary["dice_per_class"].items():
+        ax.plot(clicks, values, marker="o", ms=3, label=name)
+    ax.plot(clicks, summary["mean_dice"], "k--", marker="o", ms=3, label="mean")
+    ax.set_xlabel("simulated clicks")
+    ax.set_ylabel("Dice")
+    ax.set_title(f"Dice after each click ({summary['num_cases']} case(s))", fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig, dpi=90)

@@ -78,7 +78,7 @@ def _check_classes(num_classes: int) -> None:
 
 
 def build_network(num_input_channels: int, num_classes: int, *, size: str = "tiny",
-                  adapter: AdapterCfg = AdapterCfg()) -> SAM2SegNet:
+                  adapter: AdapterCfg = AdapterCfg(), clicks: bool = False) -> SAM2SegNet:
     """The adapted SAM2, frozen where the method says so.
 
     Args:
@@ -86,12 +86,16 @@ def build_network(num_input_channels: int, num_classes: int, *, size: str = "tin
         num_classes: output channels (background included), at least 2.
         size: ``tiny``, ``small``, ``base_plus``, ``large`` or ``toy``.
         adapter: adaptation settings (see :class:`AdapterCfg`).
+        clicks: also take clicks (:mod:`nnsam2.network.click_prompts`); without any, the
+            network computes exactly what it computes without this option.
     """
     _check_classes(num_classes)
     size_cfg, adapter = get_size(size), resolve(adapter)
     net = SAM2SegNet(**_segnet_modules(num_input_channels, size_cfg, adapter, num_classes))
+    if clicks:
+        net.enable_clicks()
     return _finish(net, adapter, size=size, num_input_channels=num_input_channels,
-                   num_classes=num_classes)
+                   num_classes=num_classes, **({"clicks": True} if clicks else {}))
 
 
 def build_memory_network(num_input_channels: int, num_classes: int, *, size: str = "tiny",
@@ -128,7 +132,7 @@ def is_trainable_name(name: str, adapter: AdapterCfg) -> bool:
         return True
     if name.startswith(MEMORY_KEYS) or name == "memory_gate":
         return True
-    if name.startswith(("stem.", "image_pe.")) or ".peg." in name:
+    if name.startswith(("stem.", "image_pe.", "click_prompts.")) or ".peg." in name:
         return True
     if ".adapter." in name or "lora_" in name:
         return True

@@ -5,10 +5,9 @@ sequence is [object-score token, IoU token, class tokens]; the dense prompt is t
 ``no_mask_embed``. The IoU and object-score heads are removed: nothing would train them, and plain
 DDP needs every trainable parameter to receive a gradient.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
-from torch import nn
 from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 
@@ -37,7 +36,8 @@ def build_mask_decoder(num_classes: int, d_model: int, depth: int, mlp_dim: int,
 
 def prompt_free_masks(decoder: MaskDecoder, no_mask_embed: torch.Tensor,
                       image_embed: torch.Tensor, image_pe: torch.Tensor,
-                      high_res: Sequence[torch.Tensor]) -> torch.Tensor:
+                      high_res: Sequence[torch.Tensor],
+                      prompt_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Class logits at 1/4 input resolution.
 
     Args:
@@ -46,6 +46,8 @@ def prompt_free_masks(decoder: MaskDecoder, no_mask_embed: torch.Tensor,
         image_embed: (B, C, h, w) image embedding at stride 16.
         image_pe: (B or 1, C, h, w) position encoding of the embedding.
         high_res: FPN features at stride 4 and 8, already projected by conv_s0 / conv_s1.
+        prompt_tokens: (B, N, C) sparse prompt tokens (clicks) after the class tokens; None:
+            prompt-free.
 
     Returns:
         (B, num_classes, 4h, 4w) logits.
@@ -54,9 +56,11 @@ def prompt_free_masks(decoder: MaskDecoder, no_mask_embed: torch.Tensor,
     tokens = torch.cat([decoder.obj_score_token.weight, decoder.iou_token.weight,
                         decoder.mask_tokens.weight], dim=0)
     tokens = tokens.unsqueeze(0).expand(b, -1, -1)  # (B, 2 + K, C)
+    if prompt_tokens is not None:
+        tokens = torch.cat([tokens, prompt_tokens.to(tokens.dtype)], dim=1)  # (B, 2 + K + N, C)
     src = image_embed + no_mask_embed.reshape(1, c, 1, 1)
     hs, src = decoder.transformer(src, image_pe, tokens)  # (B, 2 + K, C), (B, h*w, C)
-    class_tokens = hs[:, 2:]  # (B, K, C)
+    class_tokens = hs[:, 2:2 + decoder.num_mask_tokens]  # (B, K, C)
     src = src.transpose(1, 2).reshape(b, c, h, w)  # (B, h*w, C) -> (B, C, h, w)
     up1, norm1, act1, up2, act2 = decoder.output_upscaling
     feat_s0, feat_s1 = high_res

@@ -1,4 +1,5 @@
 """The prompt-free, adapter-tuned SAM2 segmentation network (knows nothing of nnU-Net)."""
+import hashlib
 from typing import Optional
 
 import torch
@@ -9,8 +10,10 @@ from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 
 from nnsam2.network import frozen_store
+from nnsam2.network.click_prompts import ClickPrompts, clicks_from_map, groups_by_count
 from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.lora import merge_lora
+from nnsam2.network.peg import SAM2DensePE
 from nnsam2.network.precision import autocast_switch
 from nnsam2.network.summary import parameter_report
 
@@ -51,6 +54,11 @@ class SAM2SegNet(nn.Module):
         assert sam_mask_decoder.num_mask_tokens == num_classes, (
             f"decoder has {sam_mask_decoder.num_mask_tokens} mask tokens for {num_classes} classes")
         self.num_classes = num_classes
+        self.num_input_channels = stem.in_channels
+        self.click_prompts: Optional[ClickPrompts] = None  # set by enable_clicks()
+        # image features of click passes, kept by an interactive session (None: not kept)
+        self.feature_cache: Optional[dict] = None
+        self.feature_cache_key = None  # e.g. the fold whose weights are loaded
         self.autocast_dtype: Optional[torch.dtype] = None
         self.stem = stem
         self.image_encoder = image_encoder
@@ -69,9 +77,19 @@ class SAM2SegNet(nn.Module):
                 f"{height}x{width} (e.g. use {SIZE_MULTIPLE * max(1, round(height / SIZE_MULTIPLE))}"
                 f"x{SIZE_MULTIPLE * max(1, round(width / SIZE_MULTIPLE))})")
 
+    def enable_clicks(self) -> None:
+        """Accept clicks (:mod:`nnsam2.network.click_prompts`): an input with one channel more
+        than the image's carries a click map in its last channel."""
+        self.click_prompts = ClickPrompts(self.sam_prompt_encoder, self.num_classes)
+
+    def has_click_map(self, x: torch.Tensor) -> bool:
+        return self.click_prompts is not None and x.shape[1] == self.num_input_channels + 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(*x.shape[-2:])
         with self.autocast_context(x.device):
+            if self.has_click_map(x):
+                return self._forward_with_clicks(x[:, :-1], clicks_from_map(x[:, -1]))
             return self._forward(x)
 
     def autocast_context(self, device: torch.device):
@@ -81,15 +99,68 @@ class SAM2SegNet(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The computation alone, without the size check and the autocast switch: ONNX export
         traces this (a raise and an autocast query would be baked into the graph)."""
-        height, width = x.shape[-2:]
+        embed, high_res = self.encode_image(x)
+        logits = prompt_free_masks(self.sam_mask_decoder,
+                                   self.sam_prompt_encoder.no_mask_embed.weight,
+                                   embed, self.image_pe(embed), high_res)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def encode_image(self, x: torch.Tensor) -> tuple:
+        """(B, C_in, H, W) -> (embedding at stride 16 with no_mem_embed, (stride-4, stride-8)
+        features projected for the decoder): everything that does not depend on prompts."""
         features = self.image_encoder(self.stem(x))["backbone_fpn"]  # strides 4, 8, 16
         decoder = self.sam_mask_decoder
-        feat_s0 = decoder.conv_s0(features[0])
-        feat_s1 = decoder.conv_s1(features[1])
-        embed = features[2] + self.no_mem_embed.reshape(1, -1, 1, 1)  # (B, C, H/16, W/16)
-        logits = prompt_free_masks(decoder, self.sam_prompt_encoder.no_mask_embed.weight,
-                                   embed, self.image_pe(embed), (feat_s0, feat_s1))
+        high_res = (decoder.conv_s0(features[0]), decoder.conv_s1(features[1]))
+        return features[2] + self.no_mem_embed.reshape(1, -1, 1, 1), high_res
+
+    def _forward_with_clicks(self, x: torch.Tensor, clicks) -> torch.Tensor:
+        """Samples grouped by their number of clicks, one decoder pass per group; the image
+        encoder runs once for the batch. A sample without clicks is decoded prompt-free."""
+        embed, high_res = self._cached_encode(x)
+        height, width = x.shape[-2:]
+        groups = groups_by_count(clicks)
+        logits = None
+        for count, index in groups:
+            whole = len(groups) == 1
+            pick = (lambda t: t) if whole else (lambda t: t[index])
+            part_embed = pick(embed)
+            image_pe = self.image_pe(part_embed)
+            tokens = None
+            if count:
+                tokens = self.click_prompts.tokens(torch.stack([clicks[i] for i in index]),
+                                                   height, width)
+                image_pe = image_pe + self._click_dense_pe(part_embed)
+            part = prompt_free_masks(self.sam_mask_decoder,
+                                     self.sam_prompt_encoder.no_mask_embed.weight, part_embed,
+                                     image_pe, tuple(pick(t) for t in high_res), tokens)
+            if whole:
+                logits = part
+                break
+            if logits is None:
+                logits = part.new_empty((len(x), *part.shape[1:]))
+            logits[index] = part
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+
+    def _cached_encode(self, x: torch.Tensor) -> tuple:
+        """:meth:`encode_image`, from :attr:`feature_cache` when the same images were encoded
+        with the same weights before: a new click re-runs the decoder only."""
+        if self.feature_cache is None:
+            return self.encode_image(x)
+        key = (self.feature_cache_key, tuple(x.shape), str(x.dtype),
+               hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest())
+        if key not in self.feature_cache:
+            self.feature_cache[key] = self.encode_image(x)
+        return self.feature_cache[key]
+
+    def _click_dense_pe(self, embed: torch.Tensor) -> torch.Tensor:
+        """SAM2's dense position encoding, added to the image's for the decoder passes that
+        carry clicks when the network's own (a PEG) knows no absolute position: the click
+        tokens' location encoding needs keys encoded the same way. Zero when the image's position
+        encoding is SAM2's already."""
+        if isinstance(self.image_pe, SAM2DensePE):
+            return torch.zeros((), dtype=embed.dtype, device=embed.device)
+        h, w = embed.shape[-2:]
+        return self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(embed.dtype)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Also takes the lean state dicts of nnsam2 checkpoints (frozen SAM2 weights stored once

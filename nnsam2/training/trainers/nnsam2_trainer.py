@@ -76,6 +76,7 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
     sam2_epochs_after_2d = 0.25  # 2d_mem started from the trained 2d model: this share of epochs
     sam2_lr_after_2d = 0.1  # ... at this share of the learning rate (fine-tuning, not a restart)
     sam2_deform_impl = None  # HP adapter; None: torchvision on CUDA, embedding_bag on CPU
+    sam2_clicks = False  # the network also takes clicks (trainers/interactive.py)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -132,10 +133,14 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
             raise RuntimeError(
                 "these plans have no 'sam2' entry; plan the dataset with "
                 "nnsam2_plan_and_preprocess and train with -p nnSAM2Plans")
-        builder = build_memory_network if len(configuration_manager.patch_size) == 3 \
-            else build_network  # 2d_mem: (slices, H, W) patches read by SAM2's memory
-        return builder(num_input_channels, num_output_channels, size=sam2["size"],
-                       adapter=cls.adapter_cfg())
+        if len(configuration_manager.patch_size) == 3:  # 2d_mem: slices read by SAM2's memory
+            if cls.sam2_clicks:
+                raise UsageError(f"{cls.__name__} trains with clicks, which 2d_mem does not take "
+                                 f"yet: train it on the 2d configuration")
+            return build_memory_network(num_input_channels, num_output_channels,
+                                        size=sam2["size"], adapter=cls.adapter_cfg())
+        return build_network(num_input_channels, num_output_channels, size=sam2["size"],
+                             adapter=cls.adapter_cfg(), clicks=cls.sam2_clicks)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """nnU-Net's choice; for ``2d_mem`` (a few slices of a large in-plane patch) that is its

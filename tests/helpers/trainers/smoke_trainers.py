@@ -8,6 +8,9 @@ from nnsam2.training.trainers.method_trainers import (SAM2DualAdapterTrainer,
                                                       SAM2DualAdapterTrainer_FullDecoder,
                                                       SAM2DualAdapterTrainer_LW, SAM2LoRATrainer,
                                                       SAM2VanillaTrainer)
+from nnsam2.training.trainers.interactive import (SAM2DualAdapterTrainer_Interactive,
+                                                  SAM2DualAdapterTrainer_LW_Interactive,
+                                                  SAM2LoRATrainer_Interactive)
 
 
 class _Smoke:
@@ -38,4 +41,16 @@ class SAM2SmokeTrainer_Vanilla(_Smoke, SAM2VanillaTrainer):
 
 
 class SAM2SmokeTrainer_FullDecoder(_Smoke, SAM2DualAdapterTrainer_FullDecoder):
+    pass
+
+
+class SAM2SmokeTrainer_Interactive(_Smoke, SAM2DualAdapterTrainer_Interactive):
+    pass
+
+
+class SAM2SmokeTrainer_LW_Interactive(_Smoke, SAM2DualAdapterTrainer_LW_Interactive):
+    pass
+
+
+class SAM2SmokeTrainer_LoRA_Interactive(_Smoke, SAM2LoRATrainer_Interactive):
     pass

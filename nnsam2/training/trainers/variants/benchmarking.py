@@ -1,6 +1,7 @@
 """Short trainers for demos and measurements, not for real training.
 
-* ``SAM2DualAdapterTrainer_CPUDemo``: ``nnsam2_demo``'s schedule (toy size, random init, CPU).
+* ``SAM2DualAdapterTrainer_CPUDemo``: the demo's schedule (toy size, random init, CPU);
+  ``SAM2DualAdapterTrainer_Interactive_CPUDemo``, ``nnsam2_demo``'s trainer, also takes clicks.
 * ``..._CPUBudget``: train for a CPU-time budget instead of an epoch count, for comparisons "on
   the same CPU budget" (``2d`` vs ``2d_mem``, documentation/memory.md), where a fixed number of
   iterations would favour the cheaper configuration.
@@ -16,6 +17,7 @@ import time
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnsam2.training.trainers.interactive import InteractiveTraining
 from nnsam2.training.trainers.method_trainers import (SAM2DualAdapterTrainer,
                                                       SAM2DualAdapterTrainer_LW, SAM2LoRATrainer)
 from nnsam2.training.trainers.nnsam2_trainer import Schedule
@@ -31,6 +33,11 @@ class SAM2DualAdapterTrainer_CPUDemo(SAM2DualAdapterTrainer):
     sam2_num_epochs = 6
     sam2_iterations_per_epoch = 30
     sam2_val_iterations_per_epoch = 10
+
+
+class SAM2DualAdapterTrainer_Interactive_CPUDemo(InteractiveTraining,
+                                                 SAM2DualAdapterTrainer_CPUDemo):
+    """The demo's schedule, also learning to take clicks (``nnsam2_demo``'s trainer)."""
 
 
 class _NoFinalValidation:

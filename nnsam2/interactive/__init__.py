@@ -1,0 +1,1 @@
+"""Interactive segmentation: user clicks and their path into nnU-Net's preprocessed data."""
