@@ -2,7 +2,8 @@
 
 :class:`InteractiveSession` preprocesses a case once, predicts it prompt-free, and then, for each
 call of :meth:`~InteractiveSession.refine`, re-predicts only the slices (2D images: the image)
-that hold a new click, with every click given so far on them. The image encoder's features of
+that hold a new click, with every click given so far on them (``2d_mem``: the whole volume, whose
+slices the memory links). The image encoder's features of
 those slices are kept (:attr:`SAM2SegNet.feature_cache`), so a further click on the same slice
 runs the mask decoder only. Coordinates are voxels of the raw image as nnU-Net's reader returns
 it (:mod:`nnsam2.interactive.click_coordinates`).
@@ -53,9 +54,15 @@ class InteractiveSession:
         check_clicks(self.name, clicks, self.raw_shape, self.labels, "refine()")
         self.clicks += list(clicks)
         grid = self.data.shape[1:]
-        touched = sorted({self._slice_of(c) for c in clicks})
-        for z in touched:
-            self.logits[:, z] = self._slice_logits(z, grid)
+        if len(self.predictor.configuration_manager.patch_size) == 3:  # 2d_mem: the memory
+            touched = list(range(grid[0]))  # carries clicks to every slice of the patch
+            self.logits = self._logits(torch.cat([self.data, torch.from_numpy(click_map(
+                self.clicks, self.properties, self.predictor.plans_manager,
+                self.predictor.configuration_manager, grid))[None].float()]))
+        else:
+            touched = sorted({self._slice_of(c) for c in clicks})
+            for z in touched:
+                self.logits[:, z] = self._slice_logits(z, grid)
         mask = torch.zeros_like(self.logits)  # where the result changes, mapped to raw voxels
         mask[1, touched] = 1  # as the logits are: class 1 there, 0 elsewhere
         changed = self._to_raw(mask).astype(bool)

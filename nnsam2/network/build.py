@@ -100,7 +100,7 @@ def build_network(num_input_channels: int, num_classes: int, *, size: str = "tin
 
 def build_memory_network(num_input_channels: int, num_classes: int, *, size: str = "tiny",
                          adapter: AdapterCfg = AdapterCfg(),
-                         directions: str = "both") -> SAM2MemSegNet:
+                         directions: str = "both", clicks: bool = False) -> SAM2MemSegNet:
     """The ``2d_mem`` network: the adapted SAM2 of :func:`build_network` plus SAM2's frozen
     memory attention and memory encoder over the slices of a (B, C, D, H, W) patch.
 
@@ -108,6 +108,8 @@ def build_memory_network(num_input_channels: int, num_classes: int, *, size: str
         num_input_channels / num_classes / size / adapter: as for :func:`build_network`.
         directions: ``both`` (forward and backward over the slices, logits averaged) or
             ``forward``.
+        clicks: also take clicks, as :func:`build_network`; a slice's clicks reach the other
+            slices through its memory.
     """
     _check_classes(num_classes)
     size_cfg, adapter = get_size(size), resolve(adapter)
@@ -118,8 +120,11 @@ def build_memory_network(num_input_channels: int, num_classes: int, *, size: str
         memory_encoder=build_memory_encoder(size_cfg.d_model, size_cfg.mem_dim),
         directions=directions,
         **_segnet_modules(num_input_channels, size_cfg, adapter, num_classes))
+    if clicks:
+        net.enable_clicks()
     return _finish(net, adapter, size=size, num_input_channels=num_input_channels,
-                   num_classes=num_classes, memory=net.memory_config())
+                   num_classes=num_classes, memory=net.memory_config(),
+                   **({"clicks": True} if clicks else {}))
 
 
 def is_trainable_name(name: str, adapter: AdapterCfg) -> bool:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 NEGATIVE, POSITIVE = 0, 1  # indices of SAM2's point_embeddings (its label 0 / label 1)
+SIGMA = 16.0  # pixels: the dense part's reach around a click (one stride-16 embedding cell)
 
 
 class ClickPrompts(nn.Module):
@@ -31,6 +32,15 @@ class ClickPrompts(nn.Module):
         self._prompt_encoder = [prompt_encoder]  # a list: its weights are the network's already
         self.class_embed = nn.Embedding(num_classes, prompt_encoder.embed_dim)
         nn.init.zeros_(self.class_embed.weight)
+        # the dense part: each click adds its class's vector around it to the image embedding
+        # (stride 16) and to the decoder's stride-8 and stride-4 features (SAM2's conv_s1 /
+        # conv_s0 widths): the decoder localises with the high-resolution features, and a
+        # class vector at stride 16 alone barely moves the mask near the click from scratch
+        dim = prompt_encoder.embed_dim
+        self.dense_embed = nn.ModuleList(nn.Embedding(num_classes, c)
+                                         for c in (dim, dim // 4, dim // 8))
+        for embedding in self.dense_embed:
+            nn.init.zeros_(embedding.weight)
 
     def tokens(self, clicks: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(B, N, 3) clicks (class, y, x) -> (B, N, C) tokens for an input of height x width."""
@@ -41,6 +51,20 @@ class ClickPrompts(nn.Module):
         kind = torch.stack([encoder.point_embeddings[NEGATIVE].weight[0],
                             encoder.point_embeddings[POSITIVE].weight[0]])  # (2, C)
         return pe + kind[(label > 0).long()] + self.class_embed(label)
+
+
+    def dense(self, clicks: torch.Tensor, height: int, width: int, level: int,
+              grid: tuple) -> torch.Tensor:
+        """(B, N, 3) clicks -> (B, C_level, h, w) for feature level 0 (stride 16), 1 (stride 8)
+        or 2 (stride 4): each click's class vector weighted by a Gaussian of SIGMA pixels."""
+        h, w = grid
+        ys = (torch.arange(h, device=clicks.device) + 0.5) * height / h  # cell centres, pixels
+        xs = (torch.arange(w, device=clicks.device) + 0.5) * width / w
+        dy = (ys[None, None, :] - clicks[..., 1:2].float() - 0.5) / SIGMA
+        dx = (xs[None, None, :] - clicks[..., 2:3].float() - 0.5) / SIGMA
+        weight = torch.exp(-0.5 * (dy[..., :, None] ** 2 + dx[..., None, :] ** 2))  # B, N, h, w
+        vectors = self.dense_embed[level](clicks[..., 0].long())  # (B, N, C_level)
+        return torch.einsum("bnhw,bnc->bchw", weight, vectors)
 
 
 def clicks_from_map(click_map: torch.Tensor) -> List[torch.Tensor]:

@@ -29,7 +29,7 @@ bit); :meth:`SAM2MemSegNet.open_gate` gives SAM2's memory path exactly.
 Reference: Ravi et al., "SAM 2: Segment Anything in Images and Videos", arXiv 2408.00714.
 """
 from functools import partial
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memory
 from sam2.modeling.position_encoding import PositionEmbeddingSine, compute_axial_cis
 from sam2.modeling.sam.transformer import Attention, RoPEAttention
 
+from nnsam2.network.click_prompts import clicks_from_map
 from nnsam2.network.decoder import prompt_free_masks
 from nnsam2.network.sam2_net import SAM2SegNet
 
@@ -165,9 +166,17 @@ class SAM2MemSegNet(SAM2SegNet):
             raise ValueError(f"expected a (B, C, D, H, W) patch, got shape {tuple(x.shape)}")
         self.check_input_size(*x.shape[-2:])
         with self.autocast_context(x.device):
+            if self.has_click_map(x):  # a slice's clicks reach the others through its memory
+                image, click_map = x[:, :-1], x[:, -1]
+                if self.training and self.train_both_modes:  # see SAM2SegNet.train_both_modes
+                    clicked = click_map.flatten(1).any(1)
+                    return self.with_click_parameters(torch.cat([
+                        self._forward(image), self._forward(image[clicked], click_map[clicked])]))
+                return self.with_click_parameters(self._forward(image, click_map))
             return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, click_map: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``click_map``: (B, D, H, W), see :mod:`nnsam2.network.click_prompts`; None: none."""
         b, _, depth, height, width = x.shape
         slices = x.transpose(1, 2).flatten(0, 1)  # (B, C, D, H, W) -> (B*D, C, H, W)
         encoded = self.image_encoder(self.stem(slices))
@@ -184,8 +193,13 @@ class SAM2MemSegNet(SAM2SegNet):
             s0, s1, pix, pos = (torch.cat([t[:, order[step]] for order in orders])
                                 for t in per_slice)
             embed = self._condition(pix, pos, bank)
-            logits = prompt_free_masks(decoder, self.sam_prompt_encoder.no_mask_embed.weight,
-                                       embed, self.image_pe(embed), (s0, s1))
+            clicks = None if click_map is None else clicks_from_map(
+                torch.cat([click_map[:, order[step]] for order in orders]))
+            if clicks is not None and any(len(c) for c in clicks):
+                logits = self.decode_with_clicks(embed, (s0, s1), clicks, height, width)
+            else:
+                logits = prompt_free_masks(decoder, self.sam_prompt_encoder.no_mask_embed.weight,
+                                           embed, self.image_pe(embed), (s0, s1))
             logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                    align_corners=False)
             steps.append(logits)

@@ -59,6 +59,9 @@ class SAM2SegNet(nn.Module):
         # image features of click passes, kept by an interactive session (None: not kept)
         self.feature_cache: Optional[dict] = None
         self.feature_cache_key = None  # e.g. the fold whose weights are loaded
+        # training with clicks: a batch with click maps returns the prompt-free logits of every
+        # sample followed by the clicked logits of the samples with clicks (trainers/interactive)
+        self.train_both_modes = False
         self.autocast_dtype: Optional[torch.dtype] = None
         self.stem = stem
         self.image_encoder = image_encoder
@@ -114,10 +117,32 @@ class SAM2SegNet(nn.Module):
         return features[2] + self.no_mem_embed.reshape(1, -1, 1, 1), high_res
 
     def _forward_with_clicks(self, x: torch.Tensor, clicks) -> torch.Tensor:
-        """Samples grouped by their number of clicks, one decoder pass per group; the image
-        encoder runs once for the batch. A sample without clicks is decoded prompt-free."""
+        """The image encoder once for the batch (its features kept when a session asks), then
+        :meth:`decode_with_clicks`."""
         embed, high_res = self._cached_encode(x)
-        height, width = x.shape[-2:]
+        logits = self.decode_with_clicks(embed, high_res, clicks, *x.shape[-2:])
+        clicked = [i for i, c in enumerate(clicks) if len(c)]
+        if self.training and self.train_both_modes and clicked:
+            free = self.decode_with_clicks(embed, high_res, [c[:0] for c in clicks],
+                                           *x.shape[-2:])
+            logits = torch.cat([free, logits[clicked]])
+        logits = self.with_click_parameters(logits)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def with_click_parameters(self, logits: torch.Tensor) -> torch.Tensor:
+        """In training, ``logits`` + 0 x the click parameters: a batch without clicks still
+        gives them a (zero) gradient, as DDP wants of every trainable parameter in every step.
+        The values do not change."""
+        if not self.training:
+            return logits
+        zero = sum(p.sum() for p in self.click_prompts.parameters() if p.requires_grad) * 0
+        return logits + zero.to(logits.dtype)
+
+    def decode_with_clicks(self, embed: torch.Tensor, high_res: tuple, clicks,
+                           height: int, width: int) -> torch.Tensor:
+        """Logits at 1/4 resolution: samples grouped by their number of clicks, one decoder pass
+        per group; a sample without clicks is decoded prompt-free. ``clicks``: per sample an
+        (n, 3) tensor of (class, y, x) in pixels of the height x width input."""
         groups = groups_by_count(clicks)
         logits = None
         for count, index in groups:
@@ -126,20 +151,24 @@ class SAM2SegNet(nn.Module):
             part_embed = pick(embed)
             image_pe = self.image_pe(part_embed)
             tokens = None
+            part_high_res = tuple(pick(t) for t in high_res)  # strides 4, 8
             if count:
-                tokens = self.click_prompts.tokens(torch.stack([clicks[i] for i in index]),
-                                                   height, width)
+                stacked = torch.stack([clicks[i] for i in index])
+                tokens = self.click_prompts.tokens(stacked, height, width)
                 image_pe = image_pe + self._click_dense_pe(part_embed)
+                part_embed, s1, s0 = (f + self.click_prompts.dense(
+                    stacked, height, width, level, f.shape[-2:]).to(f.dtype) for level, f in
+                    enumerate((part_embed, part_high_res[1], part_high_res[0])))
+                part_high_res = (s0, s1)
             part = prompt_free_masks(self.sam_mask_decoder,
                                      self.sam_prompt_encoder.no_mask_embed.weight, part_embed,
-                                     image_pe, tuple(pick(t) for t in high_res), tokens)
+                                     image_pe, part_high_res, tokens)
             if whole:
-                logits = part
-                break
+                return part
             if logits is None:
-                logits = part.new_empty((len(x), *part.shape[1:]))
+                logits = part.new_empty((len(embed), *part.shape[1:]))
             logits[index] = part
-        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return logits
 
     def _cached_encode(self, x: torch.Tensor) -> tuple:
         """:meth:`encode_image`, from :attr:`feature_cache` when the same images were encoded

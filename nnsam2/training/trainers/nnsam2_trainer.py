@@ -134,11 +134,9 @@ class nnSAM2Trainer(Schedule, nnUNetTrainer):
                 "these plans have no 'sam2' entry; plan the dataset with "
                 "nnsam2_plan_and_preprocess and train with -p nnSAM2Plans")
         if len(configuration_manager.patch_size) == 3:  # 2d_mem: slices read by SAM2's memory
-            if cls.sam2_clicks:
-                raise UsageError(f"{cls.__name__} trains with clicks, which 2d_mem does not take "
-                                 f"yet: train it on the 2d configuration")
             return build_memory_network(num_input_channels, num_output_channels,
-                                        size=sam2["size"], adapter=cls.adapter_cfg())
+                                        size=sam2["size"], adapter=cls.adapter_cfg(),
+                                        clicks=cls.sam2_clicks)
         return build_network(num_input_channels, num_output_channels, size=sam2["size"],
                              adapter=cls.adapter_cfg(), clicks=cls.sam2_clicks)
 
