@@ -179,7 +179,8 @@ def test_simulated_clicks_are_replayed_by_predict(interactive_model, tmp_path):
     model = root / "nnUNet_results" / "Dataset990_Demo2D" / f"{TRAINER}__nnSAM2Plans__2d"
     out = model / "fold_0" / "interactive"  # the default: where nnsam2_report finds it
     result = run("nnsam2_evaluate_interactive", "-d", "990", "-tr", TRAINER, "-f", "0",
-                 "--clicks", "2", "-device", "cpu", "--save_clicks", str(saved), env=env)
+                 "--clicks", "2", "-device", "cpu", "--save_clicks", str(saved), "--disable_tta",
+                 env=env)
     assert "| clicks | mean Dice | organ | lesion | worst class |" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_cases"] == 2 and len(summary["mean_dice"]) == 3
@@ -198,7 +199,8 @@ def test_simulated_clicks_are_replayed_by_predict(interactive_model, tmp_path):
     for case in clicks:
         shutil.copy(raw / "imagesTr" / f"{case}_0000.nii.gz", images)
     run("nnsam2_predict", "-i", str(images), "-o", str(tmp_path / "replayed"), "-d", "990",
-        "-tr", TRAINER, "-f", "0", "-device", "cpu", "--clicks", str(saved), env=env)
+        "-tr", TRAINER, "-f", "0", "-device", "cpu", "--clicks", str(saved), "--disable_tta",
+        env=env)
     for case in clicks:
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentations" / f"{case}.nii.gz")))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "replayed" / f"{case}.nii.gz")))
@@ -269,7 +271,7 @@ def test_2d_mem_takes_clicks_end_to_end(context_planned, tmp_path):
         "--train-all", "--from-scratch", env=env)
     out = tmp_path / "interactive"
     run("nnsam2_evaluate_interactive", "-d", "992", "-c", "2d_mem", "-tr", TRAINER, "-f", "0",
-        "--clicks", "1", "-device", "cpu", "-o", str(out), env=env)
+        "--clicks", "1", "-device", "cpu", "-o", str(out), "--disable_tta", env=env)
     clicks = json.loads((out / "clicks.json").read_text())
     assert len(clicks) == 1 and all(len(c) == 1 for c in clicks.values())
     case = next(iter(clicks))
@@ -279,7 +281,7 @@ def test_2d_mem_takes_clicks_end_to_end(context_planned, tmp_path):
                 images)
     run("nnsam2_predict", "-i", str(images), "-o", str(tmp_path / "replayed"), "-d", "992",
         "-c", "2d_mem", "-tr", TRAINER, "-f", "0", "-device", "cpu", "--clicks",
-        str(out / "clicks.json"), env=env)
+        str(out / "clicks.json"), "--disable_tta", env=env)
     a = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentations" / f"{case}.nii.gz")))
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "replayed" / f"{case}.nii.gz")))
     assert (a == b).mean() > 0.999
