@@ -3,11 +3,11 @@ against the same schedule with simulated clicks, on the demo (2D) and the contex
 
     python -m experiments.click_evidence -o documentation/interactive.md [--work /tmp/clicks]
 
-Per dataset: generate it, plan it for the toy SAM2 size (2d), train fold 0 with
+Per dataset: generate it, plan it for the toy SAM2 size (2d), train each fold (``--folds``) with
 ``SAM2DualAdapterTrainer_CPUDemo`` and ``SAM2DualAdapterTrainer_Interactive_CPUDemo`` (the same
 6 x 30 iterations, random init, every parameter trained), read each fold's prompt-free validation
 Dice (nnU-Net's final validation), then simulate 5 clicks on the interactive model's validation
-cases (``nnsam2_evaluate_interactive``'s API). A trained fold is not retrained. The markdown is
+cases (``nnsam2_evaluate_interactive``'s API); one row per fold. A trained fold is not retrained. The markdown is
 appended to ``-o`` with the machine it ran on.
 """
 import argparse
@@ -38,14 +38,14 @@ def prepare(work: Path, dataset_id: int) -> None:
                     "-c", "2d", "-np", "2", "-npfp", "2"], check=True)
 
 
-def train(dataset_id: int, trainer: str) -> dict:
-    """Fold 0 (trained unless it is); returns its prompt-free validation summary."""
+def train(dataset_id: int, trainer: str, fold: str) -> dict:
+    """The fold (trained unless it is); returns its prompt-free validation summary."""
     from nnsam2.inference.predict_api import find_model_folder
-    subprocess.run(["nnsam2_train", str(dataset_id), "2d", "0", "-tr", trainer, "-device", "cpu",
+    subprocess.run(["nnsam2_train", str(dataset_id), "2d", fold, "-tr", trainer, "-device", "cpu",
                     "--random-init", "--train-all", "--disable_progress_bar", "--c"], check=True,
                    stdout=subprocess.DEVNULL)
     folder = find_model_folder(dataset_id, "2d", trainer)
-    with open(os.path.join(folder, "fold_0", "validation", "summary.json")) as f:
+    with open(os.path.join(folder, f"fold_{fold}", "validation", "summary.json")) as f:
         return json.load(f)
 
 
@@ -65,6 +65,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-o", required=True, help="markdown file to append the table to")
     p.add_argument("--work", default="/tmp/nnsam2_click_evidence", help="nnU-Net folders")
+    p.add_argument("--folds", nargs="+", default=["0"], help="folds, one row each (default 0)")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = p.parse_args(argv)
     work = Path(args.work)
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -73,19 +75,23 @@ def main(argv=None) -> None:
     os.environ.setdefault("nnUNet_n_proc_DA", "2")
     from nnsam2.interactive.evaluate_api import evaluate_model
     rows = []
-    for name, dataset_id in DATASETS.items():
+    for name in args.datasets:
+        dataset_id = DATASETS[name]
         prepare(work, dataset_id)
-        plain, interactive = train(dataset_id, PLAIN), train(dataset_id, INTERACTIVE)
-        clicks, _ = evaluate_model(dataset_id, "2d", INTERACTIVE, "nnSAM2Plans", ["0"],
-                                   "checkpoint_final.pth", CLICKS, device="cpu")
-        rows.append(row(name, plain, interactive, clicks))
-        print(rows[-1], flush=True)
+        for fold in args.folds:
+            plain, interactive = (train(dataset_id, PLAIN, fold),
+                                  train(dataset_id, INTERACTIVE, fold))
+            clicks, _ = evaluate_model(dataset_id, "2d", INTERACTIVE, "nnSAM2Plans", [fold],
+                                       "checkpoint_final.pth", CLICKS, device="cpu")
+            rows.append(row(f"{name}, fold {fold}", plain, interactive, clicks))
+            print(rows[-1], flush=True)
     info = machine_info("cpu")
-    table = ["| dataset (fold 0 validation) | prompt-free Dice, plain | prompt-free Dice, "
+    table = ["| dataset (fold's validation cases) | prompt-free Dice, plain | prompt-free Dice, "
              "with clicks | mean Dice after 0 / 1 / 3 / 5 clicks | worst class after 0 / 1 / 3 / "
              "5 clicks (cases) | NoC@85 / NoC@90 |", "|---|---:|---:|---:|---:|---:|", *rows]
     with open(args.o, "a", encoding="utf-8") as f:
-        f.write(f"\n`python -m experiments.click_evidence -o {args.o}` on {info['cpu']} "
+        f.write(f"\n`python -m experiments.click_evidence -o {args.o} --folds {' '.join(args.folds)} "
+                f"--datasets {' '.join(repr(d) for d in args.datasets)}` on {info['cpu']} "
                 f"({info['logical_cpus']} logical CPUs), torch {info['versions'].get('torch')}:\n\n"
                 + "\n".join(table) + "\n")
     print("\n".join(table))

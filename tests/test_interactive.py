@@ -15,7 +15,7 @@ from nnsam2.inference.click_prediction import check_model_takes_clicks
 from nnsam2.interactive.click_coordinates import Click
 from nnsam2.network import AdapterCfg, build_memory_network, build_network, load_sam2_checkpoint
 from nnsam2.network.click_prompts import NEGATIVE, POSITIVE, clicks_from_map
-from nnsam2.training.trainers.interactive import InteractiveTraining
+from nnsam2.training.trainers.interactive import INTERACTIVE_TRAINERS, InteractiveTraining
 from nnsam2.utils.nnunet_env import UsageError
 from tests.helpers.commands import run
 from tests.helpers.workspaces import QUICK_TRAINING, copy_workspace
@@ -155,6 +155,23 @@ def test_training_clicks_name_the_reference_class_and_leave_half_prompt_free():
     # with every clicked sample in the error round, each has a click on a missed class
     for sample in torch.nonzero(clicked).flatten():
         assert (click_map[sample] >= 2).any()
+
+
+@pytest.mark.parametrize("trainer", INTERACTIVE_TRAINERS, ids=lambda t: t.__name__)
+def test_each_interactive_trainer_builds_a_network_that_takes_clicks(trainer):
+    net = build_network(1, 3, size="toy", adapter=trainer.adapter_cfg(),
+                        clicks=trainer.sam2_clicks).eval()
+    x = torch.randn(1, 1, 64, 64)
+    click = torch.zeros(1, 1, 64, 64)
+    click[0, 0, 10, 10] = 1
+    with torch.no_grad():
+        for p in net.click_prompts.parameters():
+            p.normal_()
+        free, clicked = net(x), net(torch.cat([x, click], 1))
+    assert (free - clicked).abs().max() > 1e-3
+    net.prepare_for_inference()  # LW fused, LoRA merged: clicks still taken
+    with torch.no_grad():
+        assert (net(x) - net(torch.cat([x, click], 1))).abs().max() > 1e-3
 
 
 def test_a_model_trained_without_clicks_is_refused():

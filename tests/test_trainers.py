@@ -8,6 +8,7 @@ import pytest
 from nnsam2.network import build_network
 from nnsam2.network.summary import component_of
 from nnsam2.training.pretrained_weights import is_class_part
+from nnsam2.training.trainers.interactive import INTERACTIVE_TRAINERS
 from nnsam2.training.trainers.method_trainers import BASE_TRAINERS
 
 NEW_MODULES = ("stem", "peg", "adapters")  # components that SAM2 does not have
@@ -44,7 +45,7 @@ def test_trainer_names_are_explicit_and_findable():
     from nnsam2.training.trainers.variants import training_length
     use_nnsam2_trainers()
     source = open(training_length.__file__).read()
-    for base in BASE_TRAINERS:
+    for base in BASE_TRAINERS + INTERACTIVE_TRAINERS:
         for epochs in training_length.SCHEDULES:
             name = f"{base.__name__}_{epochs}epochs"
             assert f"class {name}({base.__name__})" in source  # greppable

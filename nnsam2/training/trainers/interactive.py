@@ -110,3 +110,7 @@ class SAM2DualAdapterTrainer_LW_Interactive(InteractiveTraining, SAM2DualAdapter
 
 class SAM2LoRATrainer_Interactive(InteractiveTraining, SAM2LoRATrainer):
     """SAM2LoRA, also learning to take clicks."""
+
+
+INTERACTIVE_TRAINERS = (SAM2DualAdapterTrainer_Interactive, SAM2DualAdapterTrainer_LW_Interactive,
+                        SAM2LoRATrainer_Interactive)

@@ -8,6 +8,9 @@ from nnsam2.training.trainers.method_trainers import (
     SAM2DualAdapterTrainer, SAM2DualAdapterTrainer_LW, SAM2DualAdapterTrainer_LWWide,
     SAM2VanillaTrainer, SAM2LoRATrainer, SAM2DualAdapterTrainer_FullDecoder,
     SAM2DualAdapterTrainer_LW_FullDecoder, SAM2VanillaTrainer_FullDecoder)
+from nnsam2.training.trainers.interactive import (
+    SAM2DualAdapterTrainer_Interactive, SAM2DualAdapterTrainer_LW_Interactive,
+    SAM2LoRATrainer_Interactive)
 
 SCHEDULES = (1, 5, 10, 50, 100, 250, 500)
 
@@ -93,3 +96,33 @@ class SAM2VanillaTrainer_FullDecoder_500epochs(SAM2VanillaTrainer_FullDecoder): 
 
 
 __all__ = sorted(name for name in dict(globals()) if name.endswith("epochs"))
+
+
+# SAM2DualAdapterTrainer_Interactive
+class SAM2DualAdapterTrainer_Interactive_1epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 1
+class SAM2DualAdapterTrainer_Interactive_5epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 5
+class SAM2DualAdapterTrainer_Interactive_10epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 10
+class SAM2DualAdapterTrainer_Interactive_50epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 50
+class SAM2DualAdapterTrainer_Interactive_100epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 100
+class SAM2DualAdapterTrainer_Interactive_250epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 250
+class SAM2DualAdapterTrainer_Interactive_500epochs(SAM2DualAdapterTrainer_Interactive): sam2_num_epochs = 500
+
+
+# SAM2DualAdapterTrainer_LW_Interactive
+class SAM2DualAdapterTrainer_LW_Interactive_1epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 1
+class SAM2DualAdapterTrainer_LW_Interactive_5epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 5
+class SAM2DualAdapterTrainer_LW_Interactive_10epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 10
+class SAM2DualAdapterTrainer_LW_Interactive_50epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 50
+class SAM2DualAdapterTrainer_LW_Interactive_100epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 100
+class SAM2DualAdapterTrainer_LW_Interactive_250epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 250
+class SAM2DualAdapterTrainer_LW_Interactive_500epochs(SAM2DualAdapterTrainer_LW_Interactive): sam2_num_epochs = 500
+
+
+# SAM2LoRATrainer_Interactive
+class SAM2LoRATrainer_Interactive_1epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 1
+class SAM2LoRATrainer_Interactive_5epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 5
+class SAM2LoRATrainer_Interactive_10epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 10
+class SAM2LoRATrainer_Interactive_50epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 50
+class SAM2LoRATrainer_Interactive_100epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 100
+class SAM2LoRATrainer_Interactive_250epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 250
+class SAM2LoRATrainer_Interactive_500epochs(SAM2LoRATrainer_Interactive): sam2_num_epochs = 500
