@@ -2,8 +2,8 @@
 minutes.
 
 Generates a small 2D NIfTI dataset (organ + lesion), then plans, preprocesses, trains the ``toy``
-SAM2 from random weights (every parameter trains: there are no pretrained weights here; half the
-samples carry simulated clicks), predicts the held-out cases from raw NIfTI, prints Dice per class,
+SAM2 from random weights (every parameter trains: there are no pretrained weights here; every
+sample trains prompt-free and with simulated clicks), predicts the held-out cases from raw NIfTI, prints Dice per class,
 corrects each case with 3 simulated clicks and writes the model's HTML report.
 """
 import os
