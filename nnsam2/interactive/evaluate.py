@@ -17,7 +17,8 @@ import numpy as np
 from nnsam2.interactive.click_coordinates import Click, write_clicks_file
 from nnsam2.interactive.click_simulation import clicks_to_reach, dice_per_class, next_click
 from nnsam2.interactive.session import InteractiveSession
-from nnsam2.utils.atomic import atomic_path
+from nnsam2.model_report.plots import dice_after_clicks
+from nnsam2.utils.atomic import atomic_write
 
 SUMMARY, CLICKS, TABLE, PLOT = "summary.json", "clicks.json", "interactive.md", "dice_per_click.png"
 SEGMENTATIONS = "segmentations"  # each case after the last click
@@ -68,11 +69,9 @@ def evaluate_interactive(predictor, cases: Dict[str, Tuple[Sequence[str], str]],
         print(f"nnsam2: {name}: mean Dice {_mean(dice[0]):.4f} -> {_mean(dice[-1]):.4f} after "
               f"{len(clicks)} click(s)")
     summary = summarise(per_case, num_clicks, class_names)
-    _write_text(os.path.join(output_folder, SUMMARY), json.dumps(summary, indent=1))
-    _write_text(os.path.join(output_folder, TABLE), table(summary))
-    with atomic_path(os.path.join(output_folder, PLOT), suffix=".png") as tmp:
-        with open(tmp, "wb") as f:
-            f.write(dice_plot(summary))
+    for name, content in ((SUMMARY, json.dumps(summary, indent=1).encode()),
+                          (TABLE, table(summary).encode()), (PLOT, dice_after_clicks(summary))):
+        atomic_write(os.path.join(output_folder, name), lambda f, c=content: f.write(c))
     for path in {os.path.join(output_folder, CLICKS), save_clicks} - {None}:
         write_clicks_file(path, all_clicks)
     return summary
@@ -127,17 +126,7 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dice_plot(summary: dict) -> bytes:
-    from nnsam2.model_report.plots import dice_after_clicks
-    return dice_after_clicks(summary)
-
-
 def _mean(dice: Dict[int, float]) -> float:
     values = [v for v in dice.values() if not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
-
-def _write_text(path: str, text: str) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)

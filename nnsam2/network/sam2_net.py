@@ -120,12 +120,17 @@ class SAM2SegNet(nn.Module):
         """The image encoder once for the batch (its features kept when a session asks), then
         :meth:`decode_with_clicks`."""
         embed, high_res = self._cached_encode(x)
-        logits = self.decode_with_clicks(embed, high_res, clicks, *x.shape[-2:])
         clicked = [i for i, c in enumerate(clicks) if len(c)]
-        if self.training and self.train_both_modes and clicked:
+        if self.training and self.train_both_modes and clicked:  # prompt-free for all, then
+            # the clicked samples alone with their clicks
             free = self.decode_with_clicks(embed, high_res, [c[:0] for c in clicks],
                                            *x.shape[-2:])
-            logits = torch.cat([free, logits[clicked]])
+            with_clicks = self.decode_with_clicks(
+                embed[clicked], tuple(t[clicked] for t in high_res),
+                [clicks[i] for i in clicked], *x.shape[-2:])
+            logits = torch.cat([free, with_clicks])
+        else:
+            logits = self.decode_with_clicks(embed, high_res, clicks, *x.shape[-2:])
         logits = self.with_click_parameters(logits)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
